@@ -1,0 +1,58 @@
+"""Models by name, shaped to a dataset: ``build_model`` and the ``MODELS`` registry.
+
+Every model maps a batch of shape ``(N, *input_shape)`` to ``(N, num_outputs)``
+(logits for classification, predictions for regression). ``linear`` and ``mlp``
+flatten any input; ``cnn``, ``resnet20`` and ``wrn16_4`` need image input
+``(C, H, W)`` and refuse anything else with a ``UserInputError`` (a 1-D dataset
+such as mnist1d's ``(40,)`` is never reshaped into an image).
+
+Models are built with PyTorch's default initialization; the run's init scheme
+(``robustness.init_schemes.apply_init``) is applied afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from robustness._options import call_with_options
+from robustness.errors import UserInputError, unknown_choice
+from robustness.models._conv import cnn
+from robustness.models._dense import linear, mlp
+from robustness.models._resnet import resnet20, wrn16_4
+
+__all__ = ["MODELS", "build_model"]
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "linear": linear,
+    "mlp": mlp,
+    "cnn": cnn,
+    "resnet20": resnet20,
+    "wrn16_4": wrn16_4,
+}
+
+
+def build_model(
+    name: str, input_shape: tuple[int, ...], num_outputs: int, **model_args: Any
+) -> nn.Module:
+    """Build model ``name`` for per-sample ``input_shape`` and ``num_outputs`` outputs.
+
+    Args:
+        name: one of ``MODELS``.
+        input_shape: the dataset's per-sample shape, e.g. ``(64,)`` or ``(3, 32, 32)``.
+        num_outputs: classes, or regression targets.
+        model_args: the model's options (see each builder's docstring), e.g.
+            ``widths=[256, 256], activation="tanh"`` for ``mlp``.
+
+    Raises:
+        UserInputError: unknown model or option, a bad option value, or an input
+            shape the model cannot take.
+    """
+    if name not in MODELS:
+        raise unknown_choice("model", name, MODELS)
+    if num_outputs < 1:
+        raise UserInputError(f"model {name!r}: num_outputs must be >= 1, got {num_outputs}")
+    shape = tuple(int(d) for d in input_shape)
+    return call_with_options(MODELS[name], "model", name, model_args, shape, num_outputs)
