@@ -48,3 +48,49 @@ def call_with_options(
             f"allowed: {', '.join(allowed) or 'none'}"
         )
     return fn(*args, **options)
+
+
+def _fail(owner: str, arg: str, expected: str, value: object) -> UserInputError:
+    return UserInputError(f"{owner}: {arg} must be {expected}, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def boolean(owner: str, arg: str, value: object) -> bool:
+    """``value`` if it is a bool, else an error naming ``owner`` and ``arg``."""
+    if not isinstance(value, bool):
+        raise _fail(owner, arg, "true or false", value)
+    return value
+
+
+def positive_int(owner: str, arg: str, value: object, *, minimum: int = 1) -> int:
+    """``value`` if it is an int >= ``minimum``, else an error naming ``arg``."""
+    if not _is_int(value) or value < minimum:
+        raise _fail(owner, arg, f"an integer >= {minimum}", value)
+    return value
+
+
+def positive_ints(owner: str, arg: str, value: object, *, allow_empty: bool) -> list[int]:
+    """``value`` as a list of positive ints, else an error naming ``arg``."""
+    ok = isinstance(value, (list, tuple)) and all(_is_int(v) and v > 0 for v in value)
+    if not ok or (not allow_empty and len(value) == 0):
+        expected = "a list" if allow_empty else "a non-empty list"
+        raise _fail(owner, arg, f"{expected} of positive integers", value)
+    return list(value)
+
+
+def number_in(
+    owner: str, arg: str, value: object, low: float, high: float, *, closed_low: bool = False
+) -> float:
+    """``value`` as a float in (low, high), or [low, high) with ``closed_low``."""
+    ok = _is_number(value) and (low <= value if closed_low else low < value) and value < high
+    if not ok:
+        interval = f"{'[' if closed_low else '('}{low}, {high})"
+        raise _fail(owner, arg, f"a number in {interval}", value)
+    return float(value)

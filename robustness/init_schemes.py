@@ -47,8 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustness._options import call_with_options
-from robustness.errors import UserInputError, unknown_choice
+from robustness._options import call_with_options, number_in
+from robustness.errors import unknown_choice
 
 __all__ = ["BIAS_MODES", "INIT_SCHEMES", "apply_init"]
 
@@ -98,9 +98,8 @@ def _lecun_normal() -> _Sampler:
 
 
 def _normal(*, std: float = 0.01) -> _Sampler:
-    if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 < std < math.inf:
-        raise UserInputError(f"init 'normal': std must be a positive number, got {std!r}")
-    return lambda w, g: nn.init.normal_(w, 0.0, float(std), generator=g)
+    std = number_in("init 'normal'", "std", std, 0.0, math.inf)
+    return lambda w, g: nn.init.normal_(w, 0.0, std, generator=g)
 
 
 def _default() -> None:
@@ -150,8 +149,7 @@ def apply_init(
     """
     if scheme not in INIT_SCHEMES:
         raise unknown_choice("init scheme", scheme, INIT_SCHEMES)
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 < gain < math.inf:
-        raise UserInputError(f"init gain must be a positive number, got {gain!r}")
+    gain = number_in(f"init {scheme!r}", "gain", gain, 0.0, math.inf)
     bias = bias if bias is not None else ("default" if scheme == "default" else "zeros")
     if bias not in BIAS_MODES:
         raise unknown_choice("bias mode for init", bias, BIAS_MODES)

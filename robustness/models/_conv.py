@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
-from robustness.models._checks import boolean, image_shape, positive_ints
+from robustness._options import boolean, positive_ints
+from robustness.models._checks import image_shape
 from robustness.models._dense import make_activation
 
 
@@ -12,7 +15,7 @@ def cnn(
     input_shape: tuple[int, ...],
     num_outputs: int,
     *,
-    channels: list[int] = (32, 64),  # type: ignore[assignment]
+    channels: Sequence[int] = (32, 64),
     batchnorm: bool = False,
     activation: str = "relu",
 ) -> nn.Module:
@@ -24,8 +27,8 @@ def cnn(
     have no bias (BatchNorm's shift replaces it).
     """
     c, h, w = image_shape("cnn", input_shape)
-    channels = positive_ints("cnn", "channels", channels, allow_empty=False)
-    batchnorm = boolean("cnn", "batchnorm", batchnorm)
+    channels = positive_ints("model 'cnn'", "channels", channels, allow_empty=False)
+    batchnorm = boolean("model 'cnn'", "batchnorm", batchnorm)
     layers: list[nn.Module] = []
     for out in channels:
         layers.append(nn.Conv2d(c, out, 3, padding=1, bias=not batchnorm))

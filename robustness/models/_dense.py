@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from torch import nn
 
+from robustness._options import boolean, positive_ints
 from robustness.errors import unknown_choice
-from robustness.models._checks import boolean, positive_ints
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -28,7 +29,9 @@ def linear(input_shape: tuple[int, ...], num_outputs: int, *, bias: bool = True)
     """One affine layer on the flattened input (linear regression / linear classifier)."""
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(math.prod(input_shape), num_outputs, bias=boolean("linear", "bias", bias)),
+        nn.Linear(
+            math.prod(input_shape), num_outputs, bias=boolean("model 'linear'", "bias", bias)
+        ),
     )
 
 
@@ -36,7 +39,7 @@ def mlp(
     input_shape: tuple[int, ...],
     num_outputs: int,
     *,
-    widths: list[int] = (128, 128),  # type: ignore[assignment]
+    widths: Sequence[int] = (128, 128),
     activation: str = "relu",
 ) -> nn.Module:
     """Fully connected net: Linear + activation per hidden width, then a Linear head.
@@ -44,7 +47,7 @@ def mlp(
     ``widths`` lists the hidden layer sizes (empty means a linear model);
     ``activation`` is one of relu, tanh, gelu, silu.
     """
-    widths = positive_ints("mlp", "widths", widths, allow_empty=True)
+    widths = positive_ints("model 'mlp'", "widths", widths, allow_empty=True)
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(input_shape)
     for width in widths:

@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustness._options import number_in
 from robustness.errors import unknown_choice
-from robustness.models._checks import image_shape, probability
+from robustness.models._checks import image_shape
 
 SHORTCUTS = ("A", "B")
 
@@ -138,7 +139,7 @@ def resnet20(input_shape: tuple[int, ...], num_outputs: int, *, shortcut: str = 
 def wrn16_4(input_shape: tuple[int, ...], num_outputs: int, *, dropout: float = 0.0) -> nn.Module:
     """Wide ResNet 16-4 (Zagoruyko & Komodakis 2016); ``dropout`` in [0, 1)."""
     c, _, _ = image_shape("wrn16_4", input_shape)
-    dropout = probability("wrn16_4", "dropout", dropout)
+    dropout = number_in("model 'wrn16_4'", "dropout", dropout, 0.0, 1.0, closed_low=True)
     stem = nn.Conv2d(c, 16, 3, 1, 1, bias=False)
     stages = _stages((64, 128, 256), 2, 16, lambda i, o, s: _PreActBlock(i, o, s, dropout))
     final = nn.Sequential(nn.BatchNorm2d(256), nn.ReLU())
