@@ -1,0 +1,142 @@
+"""Load a results directory into DataFrames, refusing anything malformed.
+
+Contract (DESIGN.md, "Results directory"; column names in
+``robustness/results/schema.py``):
+
+- ``trials.parquet`` is required: one row per run, every column of ``TRIAL_COLUMNS``
+  (extra columns, e.g. a swept ``weight_decay`` or the config's tags, are kept),
+  at least one row, and ``outcome`` values from ``OUTCOMES`` only.
+- ``curves.parquet`` is optional: an empty frame with ``CURVE_COLUMNS`` when absent;
+  when present it must be readable and have every ``CURVE_COLUMNS`` column.
+- ``spec.yaml`` is optional (``{}`` when absent), read with ``yaml.safe_load``, and
+  must be a mapping when present.
+
+Columns are cast to the schema's dtypes, so downstream code sees float ``lr``,
+``beta`` and ``beta2`` (NaN where an axis does not apply) whatever the writer used.
+Any problem raises ``ResultsError`` naming the path and what is wrong; it is a
+``UserInputError``, so the CLI reports it with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from robustness.errors import UserInputError
+from robustness.results.schema import (
+    CURVE_COLUMNS,
+    CURVES_FILE,
+    OUTCOMES,
+    SPEC_FILE,
+    TRIAL_COLUMNS,
+    TRIALS_FILE,
+)
+
+__all__ = ["Results", "ResultsError", "load_results"]
+
+
+class ResultsError(UserInputError):
+    """A results directory that is missing, empty or malformed."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """One results directory, loaded.
+
+    ``trials``: one row per run (``TRIAL_COLUMNS`` plus extra axis columns).
+    ``curves``: one row per evaluation (``CURVE_COLUMNS``), possibly empty.
+    ``spec``: the resolved spec with its provenance, as a plain dict.
+    ``path``: the results directory.
+    """
+
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    spec: dict[str, Any]
+    path: Path
+
+
+def load_results(results_dir: str | Path) -> Results:
+    """Read ``trials.parquet``, ``curves.parquet`` and ``spec.yaml`` from a results dir.
+
+    Raises:
+        ResultsError: the directory is missing or not a directory, has no
+            ``trials.parquet``, a file cannot be read, a required column is missing,
+            there are no runs, or an ``outcome`` value is not one of ``OUTCOMES``.
+    """
+    path = Path(results_dir).expanduser()
+    if not path.exists():
+        raise ResultsError(f"results directory {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise ResultsError(f"results path {str(path)!r} is not a directory")
+    trials_path = path / TRIALS_FILE
+    if not trials_path.is_file():
+        raise ResultsError(
+            f"{str(path)!r} is not a results directory: it has no {TRIALS_FILE} "
+            "(run a study first, e.g. `robustness run --out DIR`)"
+        )
+    trials = _read_table(trials_path, TRIAL_COLUMNS)
+    if trials.empty:
+        raise ResultsError(f"{str(trials_path)!r} holds no runs (0 rows)")
+    _check_outcomes(trials, trials_path)
+
+    curves_path = path / CURVES_FILE
+    if curves_path.exists():
+        curves = _read_table(curves_path, CURVE_COLUMNS)
+    else:
+        curves = _empty_frame(CURVE_COLUMNS)
+    return Results(trials=trials, curves=curves, spec=_read_spec(path / SPEC_FILE), path=path)
+
+
+def _read_table(file: Path, columns: dict[str, str]) -> pd.DataFrame:
+    """Read a parquet file, check it has ``columns`` and cast them to their dtypes."""
+    try:
+        frame = pd.read_parquet(file)
+    except Exception as exc:  # pyarrow raises many types for a corrupt file
+        raise ResultsError(
+            f"cannot read {str(file)!r} as parquet: {type(exc).__name__}: {exc}"
+        ) from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ResultsError(
+            f"{str(file)!r} lacks required column(s) {', '.join(missing)}; "
+            f"expected every column of {', '.join(columns)}"
+        )
+    try:
+        return frame.astype(columns)
+    except (TypeError, ValueError) as exc:
+        raise ResultsError(f"{str(file)!r} has a column of the wrong type: {exc}") from exc
+
+
+def _check_outcomes(trials: pd.DataFrame, file: Path) -> None:
+    bad = sorted(set(trials["outcome"].dropna().unique()) - set(OUTCOMES))
+    if trials["outcome"].isna().any():
+        bad.append("<missing>")
+    if bad:
+        raise ResultsError(
+            f"{str(file)!r} has unknown outcome value(s) {', '.join(map(str, bad))}; "
+            f"allowed: {', '.join(OUTCOMES)}"
+        )
+
+
+def _read_spec(file: Path) -> dict[str, Any]:
+    if not file.exists():
+        return {}
+    try:
+        spec = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ResultsError(f"cannot read {str(file)!r} as YAML: {exc}") from exc
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise ResultsError(
+            f"{str(file)!r} must hold a mapping (the resolved spec), got {type(spec).__name__}"
+        )
+    return spec
+
+
+def _empty_frame(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in columns.items()})

@@ -1,0 +1,724 @@
+"""Robustness metrics: pure functions from the ``trials`` DataFrame to tidy DataFrames.
+
+Input contract
+--------------
+``trials`` is the frame of ``trials.parquet`` (``analysis.load.load_results``): one
+row per run with the columns of ``robustness/results/schema.py`` ``TRIAL_COLUMNS``.
+Each function names the columns it needs and raises ``UserInputError`` when one is
+missing. A grid *cell* is one value of the group keys ``by`` (default
+``optimizer, init, beta, beta2`` plus ``lr`` where the metric is per learning rate);
+``seed`` is the replicate. Group keys may be NaN (``beta2`` for SGD): NaN is a key
+of its own, never dropped. Output rows are sorted by the group keys.
+
+Outcomes: runs with ``outcome == "error"`` are excluded from every metric (they are
+counted in ``n_error`` where a count is reported); ``diverged`` and ``stalled`` runs
+are kept.
+
+Effective metric values (``capped_metric``), the searcher's ``objective`` semantics:
+a *loss* metric (any name not ending in ``_acc``) of a diverged or stalled run, or a
+non-finite loss, counts as ``min(value, initial_loss)`` (``initial_loss`` when the
+value is not finite), as in Wortsman et al. 2023; an *accuracy* metric (name ends in
+``_acc``, maximized) of a diverged run, or a non-finite accuracy, counts as 0. The
+``objective`` column is already capped by the runner and is used as it is.
+
+Every stochastic procedure (bootstrap) takes ``seed`` and is reproducible.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from robustness.errors import UserInputError
+from robustness.results.schema import OUTCOMES
+
+__all__ = [
+    "capped_metric",
+    "divergence_probability",
+    "expected_max_curve",
+    "is_maximized",
+    "lr_band_width",
+    "lr_sensitivity",
+    "max_stable_lr",
+    "outcome_counts",
+    "paired_comparison",
+    "summary_by_optimizer",
+    "tunability",
+    "worst_case_over_init",
+]
+
+CELL = ("optimizer", "init", "beta", "beta2")
+CELL_LR = (*CELL, "lr")
+Direction = Literal["minimize", "maximize"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def is_maximized(metric: str) -> bool:
+    """Whether ``metric`` is maximized: accuracies (``*_acc``) are, losses are not."""
+    return metric.endswith("_acc")
+
+
+def _direction(metric: str, direction: Direction | None) -> Direction:
+    if direction is None:
+        return "maximize" if is_maximized(metric) else "minimize"
+    if direction not in ("minimize", "maximize"):
+        raise UserInputError(f"direction {direction!r} is not allowed; use minimize or maximize")
+    return direction
+
+
+def _require(trials: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in trials.columns]
+    if missing:
+        raise UserInputError(
+            f"{what} needs column(s) {', '.join(missing)} in the trials frame; "
+            f"it has: {', '.join(map(str, trials.columns))}"
+        )
+
+
+def _usable(trials: pd.DataFrame) -> pd.DataFrame:
+    """The runs that count in metrics: every outcome except ``error``."""
+    return trials[trials["outcome"].ne("error").to_numpy(dtype=bool)]
+
+
+def capped_metric(trials: pd.DataFrame, metric: str) -> pd.Series:
+    """Per-run value of ``metric`` with the objective's capping (see module docstring).
+
+    Needs ``outcome`` and ``metric`` (and ``initial_loss`` for a loss metric).
+    Returns a float Series aligned with ``trials``.
+    """
+    _require(trials, ["outcome", metric], f"metric {metric!r}")
+    values = trials[metric].to_numpy(dtype=float, na_value=np.nan)
+    if metric == "objective":
+        return pd.Series(values, index=trials.index, name=metric)
+    outcome = trials["outcome"].to_numpy(dtype=object)
+    finite = np.isfinite(values)
+    if is_maximized(metric):
+        bad = ~finite | (outcome == "diverged")
+        capped = np.where(bad, 0.0, values)
+    else:
+        _require(trials, ["initial_loss"], f"loss metric {metric!r}")
+        initial = trials["initial_loss"].to_numpy(dtype=float, na_value=np.nan)
+        failed = np.isin(outcome, ("diverged", "stalled")) | ~finite
+        capped = np.where(failed, np.fmin(np.where(finite, values, np.inf), initial), values)
+    return pd.Series(capped, index=trials.index, name=metric)
+
+
+def _group_index(frame: pd.DataFrame, by: Sequence[str]) -> list[np.ndarray]:
+    """Positional row indices of each group of ``by``, in sorted key order, NaN kept."""
+    if not len(frame):
+        return []
+    gid = frame.groupby(list(by), dropna=False, sort=True).ngroup().to_numpy()
+    order = np.argsort(gid, kind="stable")
+    cuts = np.flatnonzero(np.diff(gid[order])) + 1
+    return np.split(order, cuts)
+
+
+def _keys_of(frame: pd.DataFrame, by: Sequence[str], groups: list[np.ndarray]) -> pd.DataFrame:
+    first = [g[0] for g in groups]
+    return frame.iloc[first][list(by)].reset_index(drop=True)
+
+
+def _seed_mean(usable: pd.DataFrame, metric: str, keys: Sequence[str]) -> pd.DataFrame:
+    """Seed-mean of the capped metric per value of ``keys`` (column ``value``)."""
+    frame = usable[list(keys)].assign(value=capped_metric(usable, metric).to_numpy())
+    return frame.groupby(list(keys), dropna=False, sort=True)["value"].mean().reset_index()
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+def divergence_probability(trials: pd.DataFrame, by: Sequence[str] = CELL_LR) -> pd.DataFrame:
+    """Fraction of runs (seeds) that diverged in each cell.
+
+    Needs ``by`` and ``outcome``. Returns one row per cell: ``by``, ``n_runs``
+    (non-error runs), ``n_diverged``, ``n_error``, ``p_diverged`` = n_diverged /
+    n_runs (NaN when every run of the cell is an error).
+    """
+    by = list(by)
+    _require(trials, [*by, "outcome"], "divergence_probability")
+    outcome = trials["outcome"]
+    flags = trials[by].assign(
+        _div=outcome.eq("diverged").to_numpy(dtype=bool),
+        _err=outcome.eq("error").to_numpy(dtype=bool),
+    )
+    flags["_run"] = ~flags["_err"]
+    out = (
+        flags.groupby(by, dropna=False, sort=True)
+        .agg(n_runs=("_run", "sum"), n_diverged=("_div", "sum"), n_error=("_err", "sum"))
+        .reset_index()
+    )
+    out = out.astype({"n_runs": "int64", "n_diverged": "int64", "n_error": "int64"})
+    out["p_diverged"] = out["n_diverged"] / out["n_runs"].where(out["n_runs"] > 0)
+    return out
+
+
+def _divergence_tables(
+    usable: pd.DataFrame, by: Sequence[str]
+) -> tuple[pd.DataFrame, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Per group of ``by``: (lrs, diverged counts, run counts), counts shaped seed x lr."""
+    counts = (
+        usable[[*by, "seed", "lr"]]
+        .assign(_div=usable["outcome"].eq("diverged").to_numpy(dtype=float))
+        .groupby([*by, "seed", "lr"], dropna=False, sort=True)["_div"]
+        .agg(["sum", "count"])
+        .reset_index()
+    )
+    groups = _group_index(counts, by)
+    seed = counts["seed"].to_numpy()
+    lr = counts["lr"].to_numpy(dtype=float)
+    n_div = counts["sum"].to_numpy(dtype=float)
+    n_run = counts["count"].to_numpy(dtype=float)
+    tables = []
+    for rows in groups:
+        lrs, lr_at = np.unique(lr[rows], return_inverse=True)
+        seeds, seed_at = np.unique(seed[rows], return_inverse=True)
+        div = np.zeros((len(seeds), len(lrs)))
+        run = np.zeros_like(div)
+        np.add.at(div, (seed_at, lr_at), n_div[rows])
+        np.add.at(run, (seed_at, lr_at), n_run[rows])
+        tables.append((lrs, div, run))
+    return _keys_of(counts, by, groups), tables
+
+
+def _last_stable_index(
+    weights: np.ndarray, div: np.ndarray, run: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the max stable lr for each row of seed ``weights`` (-1: none), and censoring.
+
+    An lr *diverges* when its weighted divergence probability is >= 0.5; the max
+    stable lr is the largest tested lr below the first diverging one; censored when
+    no tested lr diverges.
+    """
+    num = weights @ div
+    den = weights @ run
+    tested = den > 0
+    diverging = tested & (num >= 0.5 * den)
+    n_lr = div.shape[1]
+    any_div = diverging.any(axis=1)
+    first = np.where(any_div, diverging.argmax(axis=1), n_lr)
+    below = tested & (np.arange(n_lr) < first[:, None])
+    last = np.where(below.any(axis=1), n_lr - 1 - below[:, ::-1].argmax(axis=1), -1)
+    return last, ~any_div & (last >= 0)
+
+
+def _logistic_boundary(lrs: np.ndarray, n_div: np.ndarray, n_run: np.ndarray) -> float:
+    """lr at which a logistic fit of P(diverge) on log10(lr) crosses 0.5 (NaN if degenerate)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    total_div, total = n_div.sum(), n_run.sum()
+    if total == 0 or total_div == 0 or total_div == total or len(lrs) < 2:
+        return float("nan")
+    x = np.log10(lrs)
+    center, scale = x.mean(), x.std()
+    z = (x - center) / scale
+    features = np.concatenate([z, z])[:, None]
+    labels = np.concatenate([np.ones_like(z), np.zeros_like(z)])
+    weights = np.concatenate([n_div, n_run - n_div])
+    keep = weights > 0
+    # nearly unregularized: a separable grid gives a steep fit whose midpoint sits in the gap
+    model = LogisticRegression(C=1e4, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(features[keep], labels[keep], sample_weight=weights[keep])
+    slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
+    if slope <= 0:  # divergence does not grow with lr: no upper boundary
+        return float("nan")
+    return float(10 ** (center + scale * (-intercept / slope)))
+
+
+def max_stable_lr(
+    trials: pd.DataFrame,
+    by: Sequence[str] = CELL,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pd.DataFrame:
+    """Largest learning rate that trains stably, per group of ``by`` (lr swept inside).
+
+    Rule: within a group, an lr *diverges* when at least half of its (non-error) runs
+    diverged. ``max_stable_lr`` is the largest tested lr below the first diverging
+    lr in increasing-lr order. Edge cases: no lr diverges -> the largest tested lr
+    with ``censored=True`` ("at least this"); the smallest lr already diverges ->
+    NaN (no stable lr in the grid).
+
+    CI: percentile bootstrap over seeds: the seeds of a group are resampled with
+    replacement (each drawn seed brings its runs at every lr) and the rule is
+    re-applied; ``ci_low`` is the lower and ``ci_high`` the upper ``ci`` quantile, both
+    on grid values (a replicate with no stable lr ranks below every lr; a CI end
+    falling there is NaN). When all seeds agree the CI collapses to the estimate.
+
+    ``lr_boundary_logistic``: a smoother estimate, the lr at which a nearly
+    unregularized logistic regression of divergence (0/1 per run) on log10(lr) gives
+    P(diverge) = 0.5. NaN when every run or no run diverged, or when divergence does
+    not increase with lr. It may lie outside the grid when the fit extrapolates.
+
+    Needs ``by``, ``lr``, ``seed``, ``outcome``. Returns ``by``, ``max_stable_lr``,
+    ``censored``, ``first_diverging_lr`` (NaN if none), ``ci_low``, ``ci_high``,
+    ``lr_boundary_logistic``, ``n_lrs``, ``n_seeds``.
+    """
+    by = list(by)
+    _require(trials, [*by, "lr", "seed", "outcome"], "max_stable_lr")
+    if not 0 < ci < 1:
+        raise UserInputError(f"ci must be in (0, 1), got {ci!r}")
+    if n_boot < 1:
+        raise UserInputError(f"n_boot must be at least 1, got {n_boot!r}")
+    keys, tables = _divergence_tables(_usable(trials), by)
+    rng = np.random.default_rng(seed)
+    alpha = (1.0 - ci) / 2.0
+    rows = []
+    for lrs, div, run in tables:
+        n_seeds = div.shape[0]
+        point, censored = _last_stable_index(np.ones((1, n_seeds)), div, run)
+        boot, _ = _last_stable_index(_resample_counts(n_seeds, n_boot, rng), div, run)
+        lo = int(np.quantile(boot, alpha, method="lower"))
+        hi = int(np.quantile(boot, 1.0 - alpha, method="higher"))
+        totals_div, totals_run = div.sum(axis=0), run.sum(axis=0)
+        tested = totals_run > 0
+        diverging = tested & (totals_div >= 0.5 * totals_run)
+        rows.append(
+            {
+                "max_stable_lr": _lr_at(lrs, int(point[0])),
+                "censored": bool(censored[0]),
+                "first_diverging_lr": lrs[diverging.argmax()] if diverging.any() else np.nan,
+                "ci_low": _lr_at(lrs, lo),
+                "ci_high": _lr_at(lrs, hi),
+                "lr_boundary_logistic": _logistic_boundary(
+                    lrs[tested], totals_div[tested], totals_run[tested]
+                ),
+                "n_lrs": int(tested.sum()),
+                "n_seeds": n_seeds,
+            }
+        )
+    return pd.concat([keys, _frame(rows, _MAX_STABLE_COLUMNS)], axis=1)
+
+
+_MAX_STABLE_COLUMNS = (
+    "max_stable_lr",
+    "censored",
+    "first_diverging_lr",
+    "ci_low",
+    "ci_high",
+    "lr_boundary_logistic",
+    "n_lrs",
+    "n_seeds",
+)
+
+
+def _lr_at(lrs: np.ndarray, index: int) -> float:
+    return float(lrs[index]) if index >= 0 else float("nan")
+
+
+def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+# --------------------------------------------------------------------------- lr sensitivity
+
+
+def lr_band_width(
+    trials: pd.DataFrame,
+    metric: str = "final_val_loss",
+    tolerance: float | None = None,
+    by: Sequence[str] = CELL,
+    direction: Direction | None = None,
+) -> pd.DataFrame:
+    """Width, in decades of lr, of the contiguous band of near-best learning rates.
+
+    Per group of ``by`` and per lr, the seed-median of the capped metric (module
+    docstring). ``best`` is the best of these over lr (lowest for a minimized
+    metric, highest for a maximized one; ties go to the smallest lr). An lr is
+    *good* when its median is within ``tolerance`` of ``best``:
+
+    - minimized (losses): relative, ``value <= best * (1 + tolerance)`` (default 0.1);
+    - maximized (accuracies): absolute, ``value >= best - tolerance`` (default 0.01).
+
+    The band is the *contiguous* run of good lrs (in increasing order among the lrs
+    tested in that group) that contains the best lr; a good lr cut off from it by a
+    bad one does not count. ``width_decades = log10(band_hi / band_lo)``, so a
+    one-point band has width 0 (no half-grid-spacing padding).
+
+    Needs ``by``, ``lr``, ``outcome``, ``metric`` (and ``initial_loss`` for a loss).
+    Returns ``by``, ``best``, ``best_lr``, ``band_lo``, ``band_hi``, ``width_decades``,
+    ``n_lrs_in_band``, ``n_lrs``, ``tolerance``.
+    """
+    by = list(by)
+    _require(trials, [*by, "lr", "outcome"], "lr_band_width")
+    maximize = _direction(metric, direction) == "maximize"
+    if tolerance is None:
+        tolerance = 0.01 if maximize else 0.1
+    if tolerance < 0:
+        raise UserInputError(f"tolerance must be >= 0, got {tolerance!r}")
+    usable = _usable(trials)
+    per_lr = (
+        usable[[*by, "lr"]]
+        .assign(value=capped_metric(usable, metric).to_numpy())
+        .groupby([*by, "lr"], dropna=False, sort=True)["value"]
+        .median()
+        .reset_index()
+        .dropna(subset=["value"])
+        .reset_index(drop=True)
+    )
+    gid = per_lr.groupby(by, dropna=False, sort=True).ngroup().to_numpy()
+    per_lr["_gid"] = gid  # rows are already sorted by (group, lr)
+    score = per_lr["value"].to_numpy() * (-1.0 if maximize else 1.0)
+    best_row = pd.Series(score).groupby(gid).idxmin().to_numpy()  # first = smallest lr
+    best = per_lr["value"].to_numpy()[best_row][gid]
+    if maximize:
+        good = per_lr["value"].to_numpy() >= best - tolerance
+    else:
+        good = per_lr["value"].to_numpy() <= best * (1.0 + tolerance)
+    # contiguous segments of equal `good` within a group; the band is the best row's one
+    new_segment = np.r_[True, (np.diff(gid) != 0) | (good[1:] != good[:-1])]
+    segment = np.cumsum(new_segment)
+    in_band = segment == segment[best_row][gid]
+    band = (
+        per_lr[in_band]
+        .groupby("_gid")
+        .agg(band_lo=("lr", "min"), band_hi=("lr", "max"), n_lrs_in_band=("lr", "size"))
+    )
+    out = per_lr.iloc[best_row][[*by, "value", "lr"]].reset_index(drop=True)
+    out = out.rename(columns={"value": "best", "lr": "best_lr"})
+    out["band_lo"] = band["band_lo"].to_numpy()
+    out["band_hi"] = band["band_hi"].to_numpy()
+    out["width_decades"] = np.log10(out["band_hi"] / out["band_lo"])
+    out["n_lrs_in_band"] = band["n_lrs_in_band"].to_numpy().astype("int64")
+    out["n_lrs"] = np.bincount(gid).astype("int64") if len(gid) else np.zeros(0, "int64")
+    out["tolerance"] = float(tolerance)
+    return out
+
+
+def lr_sensitivity(
+    trials: pd.DataFrame,
+    metric: str = "final_train_loss",
+    by: Sequence[str] = CELL,
+) -> pd.DataFrame:
+    """LR sensitivity of Wortsman et al. 2023 (arXiv 2309.14322), per group of ``by``.
+
+    ``sensitivity = E_lr[min(l(lr), l0)] - min_lr min(l(lr), l0)``: ``l(lr)`` is the
+    seed mean of the final loss at that lr, where a diverged run or a non-finite loss
+    counts as the run's initial loss; ``l0`` is the group's mean initial loss; the
+    expectation is the plain mean over the tested lrs, i.e. uniform over log(lr) for a
+    log-spaced grid. 0 means every lr is as good as the best; larger is more
+    sensitive; it is at most ``l0 - best``.
+
+    Loss metrics only (the definition clips at the initial loss). Needs ``by``,
+    ``lr``, ``outcome``, ``initial_loss`` and ``metric``. Returns ``by``,
+    ``sensitivity``, ``best``, ``best_lr``, ``initial_loss``, ``n_lrs``.
+    """
+    by = list(by)
+    if is_maximized(metric) or metric == "objective":
+        raise UserInputError(
+            f"lr_sensitivity needs a loss metric (e.g. final_train_loss), got {metric!r}"
+        )
+    _require(trials, [*by, "lr", "outcome", "initial_loss", metric], "lr_sensitivity")
+    usable = _usable(trials)
+    loss = usable[metric].to_numpy(dtype=float, na_value=np.nan)
+    initial = usable["initial_loss"].to_numpy(dtype=float, na_value=np.nan)
+    failed = usable["outcome"].eq("diverged").to_numpy(dtype=bool) | ~np.isfinite(loss)
+    frame = usable[[*by, "lr"]].assign(loss=np.where(failed, initial, loss), l0=initial)
+    per_lr = frame.groupby([*by, "lr"], dropna=False, sort=True)[["loss", "l0"]].sum()
+    per_lr["n"] = frame.groupby([*by, "lr"], dropna=False, sort=True).size()
+    per_lr = per_lr.reset_index()
+    group = per_lr.groupby(by, dropna=False, sort=True)
+    l0 = (group["l0"].transform("sum") / group["n"].transform("sum")).to_numpy()
+    per_lr["clipped"] = np.fmin(per_lr["loss"].to_numpy() / per_lr["n"].to_numpy(), l0)
+    per_lr["l0"] = l0
+    best_row = per_lr.groupby(by, dropna=False, sort=True)["clipped"].idxmin().to_numpy()
+    out = per_lr.loc[best_row, [*by, "clipped", "lr", "l0"]].reset_index(drop=True)
+    out.columns = [*by, "best", "best_lr", "initial_loss"]
+    group = per_lr.groupby(by, dropna=False, sort=True)["clipped"]
+    out.insert(len(by), "sensitivity", group.mean().to_numpy() - out["best"].to_numpy())
+    out["n_lrs"] = group.size().to_numpy().astype("int64")
+    return out
+
+
+# --------------------------------------------------------------------------- tuning effort
+
+
+def expected_max_curve(
+    trials: pd.DataFrame,
+    metric: str = "best_val_acc",
+    ks: Sequence[int] | None = None,
+    by: Sequence[str] = ("optimizer",),
+    direction: Direction | None = None,
+) -> pd.DataFrame:
+    """Expected best value after ``k`` random configurations (Dodge et al. 2019).
+
+    A configuration is one ``trial_id`` (one point of the searched grid); its value is
+    the seed mean of the capped metric. Drawing ``k`` configurations uniformly with
+    replacement from the ``n`` of a group, with values sorted ascending ``v_(1..n)``,
+    ``E[max of k] = sum_i v_(i) [(i/n)^k - ((i-1)/n)^k]`` (arXiv 1909.03004, eq. 1);
+    for a minimized metric the same with the min. ``std`` is the standard deviation of
+    that best value (from ``E[max^2]``). At ``k = 1`` it is the mean over
+    configurations; it tends to the best value as ``k`` grows. Tunability in the
+    sense of Sivaprasad et al. 2020 summarizes this curve (``tunability``).
+
+    ``ks`` default: ``1 .. n`` for the largest group (the same ks for every group, so
+    curves line up; k may exceed a group's n since draws are with replacement).
+
+    Needs ``by``, ``trial_id``, ``outcome``, ``metric``. Returns ``by``, ``k``,
+    ``expected_best``, ``std``, ``n_configs``.
+    """
+    by = list(by)
+    _require(trials, [*by, "trial_id", "outcome"], "expected_max_curve")
+    sign = 1.0 if _direction(metric, direction) == "maximize" else -1.0
+    configs = _seed_mean(_usable(trials), metric, [*by, "trial_id"]).dropna(subset=["value"])
+    groups = _group_index(configs, by)
+    if ks is None:
+        ks = range(1, max((len(g) for g in groups), default=0) + 1)
+    k = np.asarray(list(ks), dtype=float)
+    if k.size and (k < 1).any():
+        raise UserInputError(f"every k must be >= 1, got {sorted(set(k.tolist()))}")
+    values = configs["value"].to_numpy()
+    parts = []
+    for rows in groups:
+        v = np.sort(sign * values[rows])
+        n = len(v)
+        cdf = (np.arange(n + 1) / n)[None, :] ** k[:, None]  # P(max <= v_(i)), i = 0..n
+        weight = np.diff(cdf, axis=1)
+        mean = weight @ v
+        var = np.maximum(weight @ v**2 - mean**2, 0.0)
+        parts.append(
+            pd.DataFrame(
+                {"k": k.astype("int64"), "expected_best": sign * mean, "std": np.sqrt(var)}
+            ).assign(n_configs=n)
+        )
+    keys = _keys_of(configs, by, groups)
+    if not parts:
+        return pd.DataFrame(columns=[*by, "k", "expected_best", "std", "n_configs"])
+    repeated = keys.loc[np.repeat(np.arange(len(keys)), len(k))].reset_index(drop=True)
+    return pd.concat([repeated, pd.concat(parts, ignore_index=True)], axis=1)
+
+
+def tunability(
+    curve: pd.DataFrame,
+    by: Sequence[str] = ("optimizer",),
+    weighting: Literal["uniform", "early", "late"] = "uniform",
+) -> pd.DataFrame:
+    """Summarize an ``expected_max_curve`` into one tunability score per group.
+
+    Sivaprasad et al. 2020 (arXiv 1910.11758) score an optimizer by a weighted mean
+    of its expected-best curve over budgets k: ``uniform`` weights every k alike,
+    ``early`` weights k linearly decreasing (rewards being good with few trials),
+    ``late`` linearly increasing. Returns ``by``, ``tunability``, ``weighting``.
+    """
+    by = list(by)
+    _require(curve, [*by, "k", "expected_best"], "tunability")
+    if weighting not in ("uniform", "early", "late"):
+        raise UserInputError(f"weighting {weighting!r} is not allowed; use uniform, early or late")
+    frame = curve.sort_values([*by, "k"])
+    rank = frame.groupby(by, dropna=False, sort=True).cumcount().to_numpy() + 1.0
+    count = frame.groupby(by, dropna=False, sort=True)["k"].transform("size").to_numpy()
+    weight = {"uniform": np.ones_like(rank), "early": count - rank + 1.0, "late": rank}[weighting]
+    frame = frame[by].assign(_wv=weight * frame["expected_best"].to_numpy(), _w=weight)
+    sums = frame.groupby(by, dropna=False, sort=True)[["_wv", "_w"]].sum().reset_index()
+    sums["tunability"] = sums["_wv"] / sums["_w"]
+    return sums[[*by, "tunability"]].assign(weighting=weighting)
+
+
+# --------------------------------------------------------------------------- init and pairs
+
+
+def worst_case_over_init(
+    trials: pd.DataFrame,
+    metric: str = "final_val_loss",
+    by: Sequence[str] = ("optimizer", "beta", "beta2", "lr"),
+    direction: Direction | None = None,
+) -> pd.DataFrame:
+    """How much the init scheme matters: worst and best init per group of ``by``.
+
+    Per group and init, the seed mean of the capped metric; ``worst``/``best`` are
+    the worst/best of these over inits (worst = highest loss / lowest accuracy),
+    ``spread = |worst - best|``. Needs ``by``, ``init``, ``outcome``, ``metric``.
+    Returns ``by``, ``worst``, ``worst_init``, ``best``, ``best_init``, ``spread``,
+    ``n_inits``.
+    """
+    by = list(by)
+    _require(trials, [*by, "init", "outcome"], "worst_case_over_init")
+    maximize = _direction(metric, direction) == "maximize"
+    per_init = _seed_mean(_usable(trials), metric, [*by, "init"]).dropna(subset=["value"])
+    per_init = per_init.reset_index(drop=True)
+    group = per_init.groupby(by, dropna=False, sort=True)["value"]
+    hi_row, lo_row = group.idxmax().to_numpy(), group.idxmin().to_numpy()
+    worst_row, best_row = (lo_row, hi_row) if maximize else (hi_row, lo_row)
+    out = per_init.loc[best_row, by].reset_index(drop=True)
+    out["worst"] = per_init["value"].to_numpy()[worst_row]
+    out["worst_init"] = per_init["init"].to_numpy()[worst_row]
+    out["best"] = per_init["value"].to_numpy()[best_row]
+    out["best_init"] = per_init["init"].to_numpy()[best_row]
+    out["spread"] = (out["worst"] - out["best"]).abs()
+    out["n_inits"] = group.size().to_numpy().astype("int64")
+    return out
+
+
+def paired_comparison(
+    trials: pd.DataFrame,
+    metric: str = "final_val_loss",
+    baseline: str = "sgd",
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    level: Literal["run", "tuned"] = "run",
+    direction: Direction | None = None,
+) -> pd.DataFrame:
+    """Paired bootstrap of each optimizer's metric minus the baseline's.
+
+    ``level="run"``: a pair is an optimizer's run and the baseline's run that share
+    ``(init, beta, lr, seed)``; runs of the optimizer that differ in other axes (e.g.
+    a swept ``beta2``) are averaged within the pair first. ``level="tuned"``: per
+    (optimizer, init) the configuration (``trial_id``) with the best seed mean is
+    chosen, and pairs share ``(init, seed)``: tuned against tuned.
+
+    Values are capped (module docstring); error runs drop their pair. ``mean_diff``
+    is the mean over pairs of optimizer - baseline; ``ci_low``/``ci_high`` the
+    percentile bootstrap (pairs resampled with replacement) ``ci`` interval;
+    ``p_better`` the fraction of bootstrap means on the optimizer's better side
+    (< 0 for a minimized metric, > 0 for a maximized one); ``frac_pairs_better``
+    the fraction of pairs in which the optimizer is strictly better.
+
+    Needs ``optimizer``, ``init``, ``beta``, ``lr``, ``seed``, ``outcome``,
+    ``metric`` (and ``trial_id`` for ``tuned``). Returns ``optimizer``, ``baseline``,
+    ``mean_diff``, ``ci_low``, ``ci_high``, ``n_pairs``, ``p_better``,
+    ``frac_pairs_better``, ``level``; one row per optimizer other than the baseline.
+    """
+    _require(trials, ["optimizer", "init", "beta", "lr", "seed", "outcome"], "paired_comparison")
+    if level not in ("run", "tuned"):
+        raise UserInputError(f"level {level!r} is not allowed; use run or tuned")
+    present = sorted(trials["optimizer"].dropna().unique())
+    if baseline not in present:
+        raise UserInputError(
+            f"baseline optimizer {baseline!r} is not in the trials; present: {', '.join(present)}"
+        )
+    maximize = _direction(metric, direction) == "maximize"
+    usable = _usable(trials)
+    if level == "run":
+        pair_on = ["init", "beta", "lr", "seed"]
+        per_run = _seed_mean(usable, metric, ["optimizer", *pair_on])
+    else:
+        _require(trials, ["trial_id"], "paired_comparison(level='tuned')")
+        pair_on = ["init", "seed"]
+        per_run = _tuned_runs(usable, metric, maximize)
+    base = per_run[per_run["optimizer"] == baseline].drop(columns="optimizer")
+    rng = np.random.default_rng(seed)
+    alpha = (1.0 - ci) / 2.0
+    rows = []
+    for name in (p for p in present if p != baseline):
+        mine = per_run[per_run["optimizer"] == name].drop(columns="optimizer")
+        pairs = mine.merge(base, on=pair_on, suffixes=("", "_base")).dropna()
+        diff = (pairs["value"] - pairs["value_base"]).to_numpy()
+        row = {"optimizer": name, "baseline": baseline, "n_pairs": len(diff), "level": level}
+        if len(diff):
+            better = diff > 0 if maximize else diff < 0
+            boot = _bootstrap_means(diff, n_boot, rng)
+            boot_better = boot > 0 if maximize else boot < 0
+            row |= {
+                "mean_diff": float(diff.mean()),
+                "ci_low": float(np.quantile(boot, alpha)),
+                "ci_high": float(np.quantile(boot, 1.0 - alpha)),
+                "p_better": float(boot_better.mean()),
+                "frac_pairs_better": float(better.mean()),
+            }
+        rows.append(row)
+    columns = ("optimizer", "baseline", "mean_diff", "ci_low", "ci_high", "n_pairs")
+    return _frame(rows, (*columns, "p_better", "frac_pairs_better", "level"))
+
+
+def _tuned_runs(usable: pd.DataFrame, metric: str, maximize: bool) -> pd.DataFrame:
+    """Per-seed values of the best configuration of each (optimizer, init)."""
+    configs = _seed_mean(usable, metric, ["optimizer", "init", "trial_id"])
+    configs = configs.dropna(subset=["value"]).reset_index(drop=True)
+    group = configs.groupby(["optimizer", "init"], dropna=False, sort=True)["value"]
+    best = configs.loc[(group.idxmax() if maximize else group.idxmin()).to_numpy(), "trial_id"]
+    chosen = usable[usable["trial_id"].isin(set(best)).to_numpy(dtype=bool)]
+    return _seed_mean(chosen, metric, ["optimizer", "init", "seed"])
+
+
+def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of ``n_boot`` resamples of ``values`` with replacement."""
+    n = len(values)
+    return _resample_counts(n, n_boot, rng) @ values / n
+
+
+def _resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of ``n`` items is drawn in each of ``n_boot`` resamples, (n_boot, n).
+
+    A bootstrap resample as a weight vector: statistics that are sums over items
+    become one matrix product over all resamples at once.
+    """
+    draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
+
+
+# --------------------------------------------------------------------------- counts
+
+
+def outcome_counts(trials: pd.DataFrame, by: Sequence[str] = ("optimizer",)) -> pd.DataFrame:
+    """Runs per outcome, long format: every outcome of ``OUTCOMES`` for every group.
+
+    Needs ``by`` and ``outcome``. Returns ``by``, ``outcome``, ``n_runs``, ``fraction``
+    (of all the group's runs, errors included).
+    """
+    by = list(by)
+    _require(trials, [*by, "outcome"], "outcome_counts")
+    wide = _outcome_table(trials, by)
+    long = wide.melt(id_vars=by, value_vars=list(OUTCOMES), var_name="outcome", value_name="n_runs")
+    long["outcome"] = pd.Categorical(long["outcome"], categories=list(OUTCOMES))
+    long = long.sort_values([*by, "outcome"], kind="stable").reset_index(drop=True)
+    long["outcome"] = long["outcome"].astype(str)
+    total = long.groupby(by, dropna=False, sort=False)["n_runs"].transform("sum")
+    long["fraction"] = long["n_runs"] / total
+    return long
+
+
+def _outcome_table(trials: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """``by`` plus one int count column per outcome, sorted by ``by``."""
+    flags = trials[by].assign(**{o: trials["outcome"].eq(o).to_numpy(dtype=bool) for o in OUTCOMES})
+    table = flags.groupby(by, dropna=False, sort=True)[list(OUTCOMES)].sum().reset_index()
+    return table.astype(dict.fromkeys(OUTCOMES, "int64"))
+
+
+def summary_by_optimizer(
+    trials: pd.DataFrame,
+    by: Sequence[str] = ("optimizer",),
+    direction: Direction = "minimize",
+) -> pd.DataFrame:
+    """One row per optimizer (or per ``by``): outcome counts and the best configuration.
+
+    Counts: ``n_runs`` (all), ``n_converged``, ``n_diverged``, ``n_stalled``,
+    ``n_error``, ``p_diverged`` (diverged / non-error runs), ``n_configs``. Best:
+    the configuration (``trial_id``) with the best seed-mean ``objective`` over its
+    non-error runs (``direction`` is the study's search direction), as
+    ``best_objective``, ``best_trial_id`` and ``best_<axis>`` for ``lr``, ``beta``,
+    ``beta2``, ``init``. Needs ``by``, ``outcome``, ``trial_id``, ``objective`` and
+    those axes.
+    """
+    by = list(by)
+    axes = ["init", "beta", "beta2", "lr"]
+    _require(trials, [*by, "outcome", "trial_id", "objective", *axes], "summary_by_optimizer")
+    maximize = _direction("objective", direction) == "maximize"
+    out = _outcome_table(trials, by)
+    out = out.rename(columns={o: f"n_{o}" for o in OUTCOMES})
+    counts = out[[f"n_{o}" for o in OUTCOMES]]
+    out.insert(len(by), "n_runs", counts.sum(axis=1).astype("int64"))
+    non_error = out["n_runs"] - out["n_error"]
+    out["p_diverged"] = out["n_diverged"] / non_error.where(non_error > 0)
+    out["n_configs"] = trials.groupby(by, dropna=False, sort=True)["trial_id"].nunique().to_numpy()
+    usable = _usable(trials)
+    configs = _seed_mean(usable, "objective", [*by, "trial_id"]).dropna(subset=["value"])
+    configs = configs.reset_index(drop=True)
+    group = configs.groupby(by, dropna=False, sort=True)["value"]
+    best = configs.loc[(group.idxmax() if maximize else group.idxmin()).to_numpy()]
+    first_run = usable.drop_duplicates("trial_id")[["trial_id", *[a for a in axes if a not in by]]]
+    best = best.merge(first_run, on="trial_id", how="left")
+    best = best.rename(
+        columns={"value": "best_objective", "trial_id": "best_trial_id"}
+        | {a: f"best_{a}" for a in axes}
+    )
+    return out.merge(best, on=by, how="left")
