@@ -1,0 +1,156 @@
+"""Starting or joining Ray, and the checks that must pass before any trial is queued.
+
+- ``connect(address)``: ``None`` starts a private local Ray (dashboard off, nothing
+  bound beyond localhost, quiet workers); an address joins an existing cluster.
+  Returns whether this process started Ray (then it must shut it down).
+- ``check_resources(cpu, gpu)``: a trial that asks for more CPUs or GPUs than any
+  node has would wait forever in Ray's queue; refuse it at once instead.
+- ``check_shared_path(path, shared)``: on a cluster of more than one node, trials on
+  other nodes write their results into the results directory, so it must be shared
+  storage. A path on a network file system (NFS, CIFS, Lustre, GPFS, CephFS, a FUSE
+  mount ...) passes; any other path needs the explicit opt-in ``shared=True``
+  (CLI ``--shared-storage``), by which the user asserts every node sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from robustness.errors import UserInputError
+
+# Ray and Tune settings that keep per-trial overhead small and output quiet; set
+# only if the user has not chosen otherwise.
+_RAY_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "TUNE_RESULT_BUFFER_LENGTH": "1",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_TRAIN_V2_ENABLED": "0",
+}
+_NETWORK_FS = {
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smbfs",
+    "smb3",
+    "lustre",
+    "gpfs",
+    "ceph",
+    "fuse.cephfs",
+    "glusterfs",
+    "fuse.glusterfs",
+    "beegfs",
+    "fuse.sshfs",
+    "fuse.juicefs",
+    "fuse.s3fs",
+    "fuse.gcsfuse",
+    "fuse.mount-s3",
+    "9p",
+    "virtiofs",
+}
+
+
+def quiet_ray_environment() -> None:
+    """Apply the lean Ray/Tune settings (environment variables read at run time)."""
+    for key, value in _RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
+    """Start a local Ray (``address=None``) or join the cluster at ``address``.
+
+    Returns True when this call started Ray (the caller shuts it down at the end).
+    An already-initialized Ray in this process is reused and not owned.
+    """
+    import ray
+
+    quiet_ray_environment()
+    if ray.is_initialized():
+        return False
+    common = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    if address is None:
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            dashboard_host="127.0.0.1",
+            num_cpus=num_cpus,
+            **common,
+        )
+    else:
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as exc:
+            raise UserInputError(
+                f"cannot connect to a Ray cluster at --address {address!r}: {exc}; "
+                "start one with `ray start --head` or give the address it printed"
+            ) from exc
+    return True
+
+
+def check_resources(cpu: float, gpu: float) -> None:
+    """Refuse a per-trial request that no node of the running cluster can satisfy."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    largest = {
+        key: max((float(n.get("Resources", {}).get(key, 0.0)) for n in nodes), default=0.0)
+        for key in ("CPU", "GPU")
+    }
+    if gpu > 0 and largest["GPU"] < gpu:
+        has = "no GPUs" if largest["GPU"] == 0 else f"at most {largest['GPU']:g} GPU(s) a node"
+        raise UserInputError(
+            f"resources.gpu = {gpu} per trial, but the Ray cluster has {has}; "
+            "set resources.gpu to 0 (CPU) or run on a cluster with GPUs"
+        )
+    if cpu > largest["CPU"]:
+        raise UserInputError(
+            f"resources.cpu = {cpu} per trial, but the largest node of the Ray cluster "
+            f"has {largest['CPU']:g} CPU(s); allowed: a value up to {largest['CPU']:g}"
+        )
+
+
+def cluster_size() -> int:
+    """Number of alive nodes in the connected Ray cluster."""
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
+def check_shared_path(path: Path, *, shared: bool) -> None:
+    """On a multi-node cluster, refuse a results path other nodes may not reach."""
+    if shared or cluster_size() <= 1:
+        return
+    fs_type = _filesystem_type(path)
+    if fs_type in _NETWORK_FS:
+        return
+    raise UserInputError(
+        f"the results directory {str(path)!r} is on a local file system ({fs_type or 'unknown'}) "
+        "but the Ray cluster has more than one node, whose trials write there too; "
+        "use a path on shared storage (NFS, Lustre, GPFS, CephFS ...) or, if every node "
+        "sees this path, say so with --shared-storage"
+    )
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the file system holding ``path``, from /proc/mounts (Linux)."""
+    target = path.resolve()
+    while not target.exists():
+        target = target.parent
+    best, best_type = "", None
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                mount_point = fields[1].replace("\\040", " ")
+                inside = str(target) == mount_point or str(target).startswith(
+                    mount_point.rstrip("/") + "/"
+                )
+                if inside and len(mount_point) > len(best):
+                    best, best_type = mount_point, fields[2]
+    except OSError:
+        return None
+    return best_type

@@ -1,0 +1,40 @@
+"""Optuna samplers by the spec's ``search.sampler`` name, all seeded.
+
+With a seed, ``grid``, ``random`` and ``qmc`` suggest the same configurations in the
+same order whatever the concurrency; the model-based ``tpe``, ``gp`` and ``cmaes``
+are reproducible only when trials finish in the same order (``max_concurrent: 1``),
+since what they suggest depends on the results told so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+
+from robustness.errors import unknown_choice
+
+SAMPLERS = ("grid", "random", "tpe", "gp", "qmc", "cmaes")
+
+
+def make_sampler(
+    name: str, *, seed: int | None, grid: Mapping[str, Sequence[Any]] | None = None
+) -> optuna.samplers.BaseSampler:
+    """The sampler ``name``; ``grid`` (axis -> values) is required for ``grid``."""
+    samplers = optuna.samplers
+    if name == "grid":
+        if grid is None:
+            raise ValueError("the grid sampler needs the grid")
+        return samplers.GridSampler(dict(grid), seed=seed)
+    if name == "random":
+        return samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return samplers.TPESampler(seed=seed)
+    if name == "gp":
+        return samplers.GPSampler(seed=seed)
+    if name == "qmc":
+        return samplers.QMCSampler(seed=seed, scramble=True, warn_asynchronous_seeding=False)
+    if name == "cmaes":
+        return samplers.CmaEsSampler(seed=seed)
+    raise unknown_choice("sampler", name, SAMPLERS)

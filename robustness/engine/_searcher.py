@@ -1,0 +1,223 @@
+"""A Ray Tune ``Searcher`` that asks Optuna for configurations and tells it results.
+
+Why a custom searcher rather than ``ray.tune.search.optuna.OptunaSearch``: each
+optimizer label has its own axes (``beta2`` does not apply to SGD), so one Optuna
+study per label (named ``"<study>/<label>"``, all in one SQLite storage) keeps every
+search space exact and avoids duplicate configurations; and resuming is done from
+the Optuna storage plus the persisted per-trial parts, which is robust to the
+driver being killed at any point (no pickled searcher state to go stale).
+
+Bookkeeping, per label:
+- ``target``: how many configurations the label needs (grid size, or the budget).
+- done: Optuna trials that are COMPLETE, PRUNED, or FAIL from a trial that really
+  failed. A trial abandoned by a dead driver is FAIL with user attr
+  ``abandoned=True``, does not count, and its parameters are enqueued again.
+- the searcher asks ``target - done`` times (enqueued trials are asked first), and
+  reports ``FINISHED`` once every label is asked out.
+
+Every Optuna trial it asks is told exactly once: COMPLETE with the seed-aggregated,
+capped objective (never NaN), FAIL when the Ray trial crashed, PRUNED when a
+scheduler stopped it. User attrs: ``trial_id`` (the results' trial id), outcome
+counts ``n_converged`` ... ``n_error``, ``node_id``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from robustness.results import store
+from robustness.results.schema import OUTCOMES
+
+METRIC = "objective"
+
+
+@dataclass(frozen=True)
+class LabelSearch:
+    """What the searcher needs to know about one optimizer label.
+
+    ``make_config(params)`` turns Optuna's parameters into the JSON-serializable
+    payload the trainable receives (the engine builds a ``TrialConfig`` there).
+    ``error_records(trial_id, params, message)`` makes the per-seed ``error`` rows
+    for a Ray trial that crashed before it could persist anything.
+    """
+
+    label: str
+    distributions: Mapping[str, BaseDistribution]
+    target: int
+    sampler: optuna.samplers.BaseSampler
+    make_config: Callable[[str, dict[str, Any]], dict[str, Any]]
+    error_records: Callable[[str, dict[str, Any], str], list[dict[str, Any]]]
+
+
+class OptunaStudySearcher(Searcher):
+    """Interleaves the labels' Optuna studies (round robin) behind one Ray searcher.
+
+    ``on_done(trial_id, counts)`` is called after each configuration is told, for
+    progress display.
+    """
+
+    def __init__(
+        self,
+        labels: list[LabelSearch],
+        *,
+        study_name: str,
+        storage: str,
+        direction: str,
+        results_dir: str,
+        on_done: Callable[[str, dict[str, int]], None] | None = None,
+    ) -> None:
+        super().__init__(metric=METRIC, mode="min" if direction == "minimize" else "max")
+        self._labels = labels
+        self._results_dir = results_dir
+        self._on_done = on_done
+        self._studies: dict[str, optuna.Study] = {}
+        self._remaining: dict[str, int] = {}
+        self._live: dict[str, tuple[LabelSearch, optuna.trial.Trial, str]] = {}
+        self._turn = 0
+        for entry in labels:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=f"{study_name}/{entry.label}",
+                sampler=entry.sampler,
+                direction=direction,
+                load_if_exists=True,
+            )
+            self._studies[entry.label] = study
+            self._remaining[entry.label] = entry.target - self._reconcile(entry, study)
+
+    # -- resume -------------------------------------------------------------------
+
+    def _reconcile(self, entry: LabelSearch, study: optuna.Study) -> int:
+        """Close trials a dead driver left RUNNING; return how many are done."""
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            trial_id = frozen.user_attrs.get("trial_id")
+            if trial_id and store.has_part(self._results_dir, trial_id):
+                records = store.read_part_records(self._results_dir, trial_id)
+                self._tell_from_records(study, frozen.number, records)
+                continue
+            study._storage.set_trial_user_attr(frozen._trial_id, "abandoned", True)
+            study.tell(frozen.number, state=TrialState.FAIL)
+            study.enqueue_trial(dict(frozen.params), skip_if_exists=False)
+        return sum(1 for t in study.get_trials(deepcopy=False) if _counts_as_done(t))
+
+    # -- Ray Tune Searcher API ----------------------------------------------------
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        open_labels = [e for e in self._labels if self._remaining[e.label] > 0]
+        if not open_labels:
+            return Searcher.FINISHED
+        entry = open_labels[self._turn % len(open_labels)]
+        self._turn += 1
+        study = self._studies[entry.label]
+        trial = study.ask(fixed_distributions=dict(entry.distributions))
+        self._remaining[entry.label] -= 1
+        our_id = f"{entry.label}-{trial.number:04d}"
+        trial.set_user_attr("trial_id", our_id)
+        self._live[trial_id] = (entry, trial, our_id)
+        return entry.make_config(our_id, dict(trial.params))
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id not in self._live:
+            return
+        entry, trial, our_id = self._live.pop(trial_id)
+        study = self._studies[entry.label]
+        if store.has_part(self._results_dir, our_id):
+            records = store.read_part_records(self._results_dir, our_id)
+            counts = self._tell_from_records(study, trial.number, records)
+        elif error:
+            message = "the Ray trial failed (worker crash or unhandled exception)"
+            rows = entry.error_records(our_id, dict(trial.params), message)
+            store.write_part(self._results_dir, our_id, rows, [])
+            counts = _outcome_counts(rows)
+            _set_attrs(study, trial.number, counts)
+            study.tell(trial, state=TrialState.FAIL)
+        else:  # stopped by the scheduler before it finished its seeds
+            last = (result or {}).get(METRIC)
+            counts = {}
+            if last is not None and math.isfinite(float(last)):
+                study.tell(trial, float(last), state=TrialState.PRUNED)
+            else:
+                study.tell(trial, state=TrialState.PRUNED)
+        if self._on_done is not None:
+            self._on_done(our_id, counts)
+
+    def save(self, checkpoint_path: str) -> None:
+        """State lives in the Optuna storage and the parts; nothing to pickle."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See ``save``: a resumed study reconciles from the storage instead."""
+
+    # -- results ------------------------------------------------------------------
+
+    def done_trial_ids(self) -> list[str]:
+        """The results' trial ids of every configuration that counts as done."""
+        return done_trial_ids(self._studies.values())
+
+    @staticmethod
+    def _tell_from_records(
+        study: optuna.Study, number: int, records: pd.DataFrame
+    ) -> dict[str, int]:
+        counts = _outcome_counts(records.to_dict("records"))
+        _set_attrs(study, number, counts, node_id=_first(records, "node_id"))
+        values = records["objective"].astype(float)
+        value = float(values.mean()) if len(values) else math.nan
+        if math.isfinite(value):
+            study.tell(number, value)
+        else:
+            study.tell(number, state=TrialState.FAIL)
+        return counts
+
+
+def done_trial_ids(studies) -> list[str]:
+    """Trial ids of the done configurations across ``studies`` (see module docstring)."""
+    ids = []
+    for study in studies:
+        for t in study.get_trials(deepcopy=False):
+            if _counts_as_done(t) and "trial_id" in t.user_attrs:
+                ids.append(t.user_attrs["trial_id"])
+    return ids
+
+
+def _counts_as_done(trial: optuna.trial.FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and not trial.user_attrs.get("abandoned", False)
+
+
+def _outcome_counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for record in records:
+        outcome = record.get("outcome")
+        if outcome in counts:
+            counts[outcome] += 1
+    return counts
+
+
+def _set_attrs(study: optuna.Study, number: int, counts: dict[str, int], **extra: Any) -> None:
+    # Optuna's public API sets user attrs only on a live Trial; a reconciled trial is
+    # reached by number through the storage.
+    storage = study._storage
+    internal_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    for outcome, n in counts.items():
+        storage.set_trial_user_attr(internal_id, f"n_{outcome}", int(n))
+    for key, value in extra.items():
+        if value is not None:
+            storage.set_trial_user_attr(internal_id, key, value)
+
+
+def _first(frame: pd.DataFrame, column: str) -> str | None:
+    if column not in frame.columns or not len(frame):
+        return None
+    value = frame[column].iloc[0]
+    return None if pd.isna(value) else str(value)

@@ -1,0 +1,330 @@
+"""``run_study``: a whole study through Ray Tune, driven by Optuna, into a results dir.
+
+Flow: validate the output directory (fresh, or a resume of the same spec) ─ write
+``spec.yaml`` with provenance ─ start or join Ray and check the cluster can run the
+trials ─ one Optuna study per optimizer label behind ``OptunaStudySearcher`` ─ a
+Ray Tune ``Tuner`` runs ``train_configuration`` (one Ray trial per configuration,
+all seeds inside) ─ each finished trial persists its part ─ the final tables are
+built from the parts of the trials Optuna counts as done ─ report ─ shut Ray down.
+
+Resume (``resume=True``) does not use ``Tuner.restore``: the Optuna storage and the
+parts are the state. Trials a killed driver left RUNNING are closed (COMPLETE from
+their part if it was written, else FAIL + ``abandoned`` and their parameters queued
+again); completed configurations are not re-run. The Ray experiment state of each
+session stays under ``ray/`` for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from robustness.engine import _cluster
+from robustness.engine._progress import StudyProgress
+from robustness.engine._samplers import make_sampler
+from robustness.engine._searcher import LabelSearch, OptunaStudySearcher
+from robustness.engine._trainable import PROGRESS, error_records, trial_payload
+from robustness.errors import UserInputError
+from robustness.results import store
+from robustness.results.schema import OPTUNA_FILE, SPEC_FILE
+
+RAY_DIR = "ray"
+_log = logging.getLogger(__name__)
+
+
+def run_study(
+    spec: Any,
+    out_dir: str | Path,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    max_concurrent: int | None = None,
+    progress: bool = True,
+    shared_storage: bool = False,
+    report: bool = True,
+) -> Path:
+    """Run the study ``spec`` (a ``StudySpec``, a path, or a bundled study's name).
+
+    Writes the results directory of DESIGN.md into ``out_dir`` and returns its path.
+    ``address`` joins an existing Ray cluster (else a private local Ray is started
+    and shut down at the end); ``shared_storage`` asserts that ``out_dir`` is seen by
+    every node (needed on a multi-node cluster when it is not on a network file
+    system). ``max_concurrent`` overrides ``resources.max_concurrent``. ``report``
+    writes ``report/`` at the end when ``analysis`` is importable; a report failure
+    is a warning and never loses the results.
+
+    Raises ``UserInputError`` for a non-empty ``out_dir`` without ``resume``, a
+    resume with a different spec, or a cluster that cannot run the trials.
+    """
+    from robustness.spec import load_spec, make_plan
+
+    if isinstance(spec, (str, Path)):
+        spec = load_spec(spec)
+    plan = make_plan(spec)
+    out = Path(out_dir).expanduser().resolve()
+    resolved = _resolved_spec(spec)
+    started = _prepare_out_dir(out, resolved, resume=resume)
+    store.write_spec(out, resolved, {**store.provenance(started), "resumed": resume})
+
+    cpu, gpu = _trial_resources(spec)
+    concurrent = max_concurrent or _spec_get(spec, "resources", "max_concurrent")
+    if concurrent is not None and concurrent < 1:
+        raise UserInputError(f"max_concurrent must be a positive integer, got {concurrent}")
+    owns_ray = _cluster.connect(address)
+    try:
+        _cluster.check_resources(cpu, gpu)
+        if address is not None:
+            _cluster.check_shared_path(out, shared=shared_storage)
+        _run_tuner(spec, plan, out, cpu=cpu, gpu=gpu, concurrent=concurrent, progress=progress)
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+    store.write_spec(
+        out, resolved, {**store.provenance(started, store.utc_now()), "resumed": resume}
+    )
+    if report:
+        _write_report(out)
+    return out
+
+
+def _run_tuner(
+    spec: Any,
+    plan: Any,
+    out: Path,
+    *,
+    cpu: float,
+    gpu: float,
+    concurrent: int | None,
+    progress: bool,
+) -> None:
+    from ray import tune
+
+    from robustness.engine._trainable import train_configuration
+
+    scheduler = _scheduler(spec)
+    name = spec.name
+    storage = f"sqlite:///{out / OPTUNA_FILE}"
+    device = "cuda" if gpu > 0 else "cpu"
+    threads = max(1, int(cpu)) if cpu >= 1 else 1
+    labels = [
+        _label_search(spec, plan, label, out, device=device, threads=threads, scheduler=scheduler)
+        for label in plan.labels
+    ]
+    total = sum(entry.target for entry in labels)
+    with StudyProgress(total, enabled=progress) as bar:
+        searcher = OptunaStudySearcher(
+            labels,
+            study_name=name,
+            storage=storage,
+            direction=spec.search.direction,
+            results_dir=str(out),
+            on_done=lambda _trial_id, counts: bar.trial_done(counts),
+        )
+        bar.set_done(len(searcher.done_trial_ids()))
+        resources = {"cpu": cpu, "gpu": gpu} if gpu > 0 else {"cpu": cpu}
+        tuner = tune.Tuner(
+            tune.with_resources(train_configuration, resources),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=-1,
+                max_concurrent_trials=concurrent,
+                reuse_actors=True,
+                trial_dirname_creator=lambda trial: trial.trial_id,
+                trial_name_creator=lambda trial: trial.config.get("trial_id", trial.trial_id),
+            ),
+            run_config=tune.RunConfig(
+                name=_session_name(out),
+                storage_path=str(out / RAY_DIR),
+                verbose=0,
+                log_to_file=False,
+                failure_config=tune.FailureConfig(max_failures=0),
+            ),
+        )
+        with _quiet_result_grid():
+            tuner.fit()
+        store.write_tables(out, searcher.done_trial_ids())
+
+
+def _label_search(
+    spec: Any,
+    plan: Any,
+    label: str,
+    out: Path,
+    *,
+    device: str,
+    threads: int,
+    scheduler: Any,
+) -> LabelSearch:
+    sampler_name = spec.search.sampler
+    grid = plan.grid(label) if sampler_name == "grid" else None
+    distributions = plan.distributions(label)
+    seed = spec.search.seed
+
+    def config_for(params: dict[str, Any]):
+        config = plan.trial_config(label, params)
+        update: dict[str, Any] = {"device": device}
+        if config.threads is None:
+            update["threads"] = threads
+        return config.model_copy(update=update)
+
+    def make_config(trial_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return trial_payload(
+            config_for(params),
+            trial_id=trial_id,
+            label=label,
+            study=spec.name,
+            results_dir=str(out),
+            report_evals=scheduler is not None,
+        )
+
+    def crash_records(trial_id: str, params: dict[str, Any], message: str) -> list[dict]:
+        rows = error_records(config_for(params), trial_id, message)
+        for row in rows:
+            row.update(study=spec.name, optimizer=label)
+        return rows
+
+    return LabelSearch(
+        label=label,
+        distributions=distributions,
+        target=plan.n_configurations(label),
+        sampler=make_sampler(sampler_name, seed=seed, grid=grid),
+        make_config=make_config,
+        error_records=crash_records,
+    )
+
+
+def _scheduler(spec: Any) -> Any:
+    """ASHA on the reported objective against ``progress`` (see ``_trainable``)."""
+    options = _spec_get(spec, "search", "scheduler")
+    if not options:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    if isinstance(options, str):
+        options = {"name": options}
+    elif hasattr(options, "model_dump"):
+        options = options.model_dump()
+    options = dict(options)
+    kind = options.pop("name", options.pop("type", "asha"))
+    if kind != "asha":
+        raise UserInputError(f"unknown scheduler {kind!r}; allowed: asha")
+    seeds = len(spec.seeds)
+    return ASHAScheduler(
+        time_attr=PROGRESS,
+        metric="objective",
+        mode="min" if spec.search.direction == "minimize" else "max",
+        max_t=float(seeds),
+        grace_period=float(options.get("grace_period", 0.25)),
+        reduction_factor=float(options.get("reduction_factor", 3)),
+    )
+
+
+def _trial_resources(spec: Any) -> tuple[float, float]:
+    cpu = _spec_get(spec, "resources", "cpu")
+    gpu = _spec_get(spec, "resources", "gpu")
+    return float(1 if cpu is None else cpu), float(0 if gpu is None else gpu)
+
+
+def _spec_get(spec: Any, section: str, key: str) -> Any:
+    part = getattr(spec, section, None)
+    if part is None:
+        return None
+    if isinstance(part, dict):
+        return part.get(key)
+    return getattr(part, key, None)
+
+
+def _resolved_spec(spec: Any) -> dict[str, Any]:
+    """The spec as plain JSON-like data (what spec.yaml stores and resume compares)."""
+    if hasattr(spec, "resolved"):
+        return dict(spec.resolved())
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _prepare_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> Any:
+    """Refuse to mix studies; return the study's start time (kept across resumes)."""
+    nonempty = out.exists() and any(out.iterdir())
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {str(out)!r} exists and is not a directory")
+    if not nonempty:
+        out.mkdir(parents=True, exist_ok=True)
+        return store.utc_now()
+    spec_file = out / SPEC_FILE
+    if not resume:
+        raise UserInputError(
+            f"the results directory {str(out)!r} is not empty; pass --resume to continue "
+            "the study there, or choose another --out"
+        )
+    if not spec_file.exists():
+        raise UserInputError(
+            f"cannot resume in {str(out)!r}: it has no {SPEC_FILE}, so it holds no study; "
+            "choose an empty or new --out"
+        )
+    previous = yaml.safe_load(spec_file.read_text(encoding="utf-8")) or {}
+    provenance = previous.pop("provenance", {}) or {}
+    if _normalized(previous) != _normalized(resolved):
+        changed = sorted(
+            key
+            for key in set(previous) | set(resolved)
+            if _normalized(previous.get(key)) != _normalized(resolved.get(key))
+        )
+        raise UserInputError(
+            f"cannot resume in {str(out)!r}: its study was run with a different spec "
+            f"(differs in: {', '.join(changed)}); resume with the same spec, or choose another --out"
+        )
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(provenance["started"])
+    except (KeyError, TypeError, ValueError):
+        return store.utc_now()
+
+
+def _normalized(value: Any) -> Any:
+    """Round-trip through YAML so tuples/lists and float spellings compare equal."""
+    return yaml.safe_load(yaml.safe_dump(value))
+
+
+def _session_name(out: Path) -> str:
+    sessions = out / RAY_DIR
+    n = len(list(sessions.iterdir())) if sessions.exists() else 0
+    return f"session-{n:03d}"
+
+
+class _quiet_result_grid:
+    """Tune's end-of-fit ResultGrid looks for per-trial result files that the lean
+    settings never write and logs one warning per trial; silence exactly that."""
+
+    _names = ("ray.tune.analysis.experiment_analysis", "ray.tune.result_grid")
+
+    def __enter__(self) -> None:
+        self._levels = {n: logging.getLogger(n).level for n in self._names}
+        for n in self._names:
+            logging.getLogger(n).setLevel(logging.ERROR + 10)
+
+    def __exit__(self, *exc: object) -> None:
+        for n, level in self._levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def _write_report(out: Path) -> None:
+    try:
+        from analysis.report import write_report
+    except ImportError:
+        return
+    try:
+        write_report(out)
+    except Exception as exc:  # the results are written; a report failure must not lose them
+        warnings.warn(
+            f"the results are complete in {out}, but writing the report failed: "
+            f"{type(exc).__name__}: {exc}; retry with `robustness report {out}`",
+            RuntimeWarning,
+            stacklevel=2,
+        )

@@ -1,0 +1,204 @@
+"""Writing a results directory: atomic files, per-trial parts, final tables, provenance.
+
+Contract (DESIGN.md, "Results directory"): every file a reader may open is written
+to a temporary file in the same directory and moved into place with ``os.replace``,
+so a reader (or a resumed study) never sees half a file.
+
+Each finished configuration is persisted on its own as soon as it completes, as two
+part files under ``parts/`` (``<trial_id>.trials.parquet`` and
+``<trial_id>.curves.parquet``). The final ``trials.parquet`` and ``curves.parquet``
+are built from the parts (``write_tables``), so nothing computed is lost if the
+driver dies, and a resumed study rebuilds the tables from what is there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from robustness.results.schema import (
+    CURVE_COLUMNS,
+    CURVES_FILE,
+    SPEC_FILE,
+    TRIAL_COLUMNS,
+    TRIALS_FILE,
+)
+
+PARTS_DIR = "parts"
+_TRIALS_PART = ".trials.parquet"
+_CURVES_PART = ".curves.parquet"
+_PROVENANCE_PACKAGES = ("optim-robustness", "torch", "ray", "optuna", "pandas", "numpy")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it into place.
+
+    The temporary file lives in the same directory, so the rename is atomic on POSIX
+    file systems; on failure it is removed and the old ``path`` (if any) is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` as parquet, atomically."""
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_yaml(data: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``data`` as block-style YAML (safe dumper), atomically."""
+    text = yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def trials_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records (dicts) as a DataFrame with TRIAL_COLUMNS first, in their schema dtypes.
+
+    Keys beyond the schema (extra swept axes from ``TrialConfig.tags``) are kept as
+    columns after the schema ones, with pandas' inferred dtype.
+    """
+    return _conform(_from_records(records), TRIAL_COLUMNS)
+
+
+def curves_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Curve rows as a DataFrame with CURVE_COLUMNS, in their schema dtypes."""
+    return _conform(_from_records(rows), CURVE_COLUMNS)
+
+
+def _from_records(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    rows = list(rows)
+    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+
+
+def _conform(frame: pd.DataFrame, schema: Mapping[str, str]) -> pd.DataFrame:
+    """The schema's columns first, in its dtypes; extra columns kept after them."""
+    frame = frame.copy()
+    for column in schema:
+        if column not in frame.columns:
+            frame[column] = None
+    extra = [c for c in frame.columns if c not in schema]
+    frame = frame[[*schema, *extra]]
+    return frame.astype(dict(schema))
+
+
+def part_paths(results_dir: str | Path, trial_id: str) -> tuple[Path, Path]:
+    """Where one configuration's records and curves are persisted."""
+    parts = Path(results_dir) / PARTS_DIR
+    return parts / f"{trial_id}{_TRIALS_PART}", parts / f"{trial_id}{_CURVES_PART}"
+
+
+def write_part(
+    results_dir: str | Path,
+    trial_id: str,
+    records: Iterable[Mapping[str, Any]],
+    curves: Iterable[Mapping[str, Any]],
+) -> None:
+    """Persist one finished configuration. The records file is written last, so its
+    presence means the part is complete."""
+    trials_path, curves_path = part_paths(results_dir, trial_id)
+    write_frame(curves_frame(curves), curves_path)
+    write_frame(trials_frame(records), trials_path)
+
+
+def has_part(results_dir: str | Path, trial_id: str) -> bool:
+    """Whether a configuration's results were persisted completely."""
+    return part_paths(results_dir, trial_id)[0].exists()
+
+
+def read_part_records(results_dir: str | Path, trial_id: str) -> pd.DataFrame:
+    """One persisted configuration's records."""
+    return pd.read_parquet(part_paths(results_dir, trial_id)[0])
+
+
+def write_tables(results_dir: str | Path, trial_ids: Iterable[str]) -> tuple[int, int]:
+    """Build ``trials.parquet`` and ``curves.parquet`` from the parts of ``trial_ids``.
+
+    Only the listed trials are included (the engine passes the ones its Optuna
+    storage counts as done), so a part left by an abandoned trial never doubles a
+    run. Returns the number of trial rows and curve rows written.
+    """
+    results_dir = Path(results_dir)
+    trials, curves = [], []
+    for trial_id in sorted(set(trial_ids)):
+        trials_path, curves_path = part_paths(results_dir, trial_id)
+        if not trials_path.exists():
+            continue
+        trials.append(pd.read_parquet(trials_path))
+        if curves_path.exists():
+            curves.append(pd.read_parquet(curves_path))
+    trials_table = _conform(_concat(trials), TRIAL_COLUMNS)
+    curves_table = _conform(_concat(curves), CURVE_COLUMNS)
+    write_frame(trials_table, results_dir / TRIALS_FILE)
+    write_frame(curves_table, results_dir / CURVES_FILE)
+    return len(trials_table), len(curves_table)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def provenance(started: _dt.datetime, finished: _dt.datetime | None = None) -> dict[str, Any]:
+    """Package versions, git commit (if any), host, Python and the study's start/end."""
+    versions = {}
+    for package in _PROVENANCE_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": None if finished is None else finished.isoformat(timespec="seconds"),
+    }
+
+
+def write_spec(results_dir: str | Path, spec: Mapping[str, Any], prov: Mapping[str, Any]) -> Path:
+    """Write ``spec.yaml``: the resolved spec with a ``provenance`` mapping added."""
+    return write_yaml({**spec, "provenance": dict(prov)}, Path(results_dir) / SPEC_FILE)
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def utc_now() -> _dt.datetime:
+    """The current time in UTC (what provenance timestamps use)."""
+    return _dt.datetime.now(_dt.timezone.utc)
