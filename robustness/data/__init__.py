@@ -1,0 +1,73 @@
+"""Datasets by name, as tensors on a device: ``load_dataset`` and ``DATASETS``.
+
+| name | task | input | source and options |
+| --- | --- | --- | --- |
+| ``digits`` | 10 classes | (1, 8, 8) | scikit-learn's bundled digits; ``flat`` |
+| ``mnist1d`` | 10 classes | (40,) | generated locally; ``num_samples``, ``data_seed`` |
+| ``blobs`` | classes | (n_features,) | Gaussian mixture; ``n_samples``, ``n_features``, ``n_classes``, ``spread``, ``data_seed`` |
+| ``linreg`` | regression | (dim,) | linear teacher; ``n_samples``, ``dim``, ``condition_number``, ``noise``, ``data_seed`` |
+| ``mnist``, ``fashion_mnist`` | 10 classes | (1, 28, 28) | local IDX files |
+| ``cifar10``, ``cifar100`` | 10 / 100 (or 20) classes | (3, 32, 32) | local files; ``augment``, ``label_mode`` (cifar100) |
+
+Generated and bundled datasets are split into train/validation by ``split_seed``
+(default 0) and ``val_fraction`` (default 0.2), never by the run seed; the same
+arguments always give identical tensors. The local-file datasets use the
+official test set as the validation set and need a data root (``root``, else
+``$ROBUSTNESS_DATA``); ``robustness.data._local`` documents the file layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from robustness._options import call_with_options
+from robustness.data._bundled import digits, mnist1d
+from robustness.data._dataset import Dataset
+from robustness.data._local import ENV_VAR, cifar10, cifar100, fashion_mnist, mnist
+from robustness.data._synthetic import blobs, linreg
+from robustness.errors import unknown_choice
+
+__all__ = ["DATASETS", "ENV_VAR", "Dataset", "load_dataset"]
+
+_GENERATED: dict[str, Callable[..., Dataset]] = {
+    "digits": digits,
+    "mnist1d": mnist1d,
+    "blobs": blobs,
+    "linreg": linreg,
+}
+_LOCAL: dict[str, Callable[..., Dataset]] = {
+    "mnist": mnist,
+    "fashion_mnist": fashion_mnist,
+    "cifar10": cifar10,
+    "cifar100": cifar100,
+}
+DATASETS: dict[str, Callable[..., Dataset]] = {**_GENERATED, **_LOCAL}
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | None = None,
+    device: str | torch.device = "cpu",
+    **dataset_args: Any,
+) -> Dataset:
+    """Load dataset ``name`` with its options and put its tensors on ``device``.
+
+    Args:
+        name: one of ``DATASETS``.
+        root: the data root for local-file datasets (else ``$ROBUSTNESS_DATA``);
+            ignored by generated ones.
+        device: where the tensors go.
+        dataset_args: the dataset's options (see the table above).
+
+    Raises:
+        UserInputError: unknown dataset or option, a bad value, missing or corrupted
+            data files.
+    """
+    if name not in DATASETS:
+        raise unknown_choice("dataset", name, DATASETS)
+    args = (root,) if name in _LOCAL else ()
+    return call_with_options(DATASETS[name], "dataset", name, dataset_args, *args).to(device)
