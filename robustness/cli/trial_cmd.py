@@ -1,10 +1,268 @@
-"""`robustness trial` (placeholder until its owner implements it)."""
+"""`robustness trial`: train one configuration on its seeds, without Ray.
 
-from robustness.cli._app import app
+Prints a table per seed (outcome, divergence, losses, accuracy, steps, seconds),
+or with ``--json`` one JSON object on stdout: ``config``, ``dataset_metadata``,
+``objective`` and ``records`` (non-finite numbers are written as null). Progress
+goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from robustness.cli._app import app, stderr, stdout
 from robustness.errors import UserInputError
+from robustness.runner import TrialConfig, TrialResult, run_trial
+
+_DEFAULT_STEPS = 500
 
 
 @app.command("trial")
-def trial_command() -> None:
-    """Not implemented yet."""
-    raise UserInputError("'robustness trial' is not implemented yet")
+def trial_command(
+    optimizer: Annotated[str, typer.Option(help="sgd, insgd or novograd")],
+    lr: Annotated[float, typer.Option(help="learning rate")],
+    beta: Annotated[
+        float | None,
+        typer.Option(help="first-moment coefficient (SGD/INSGD momentum, NovoGrad β1)"),
+    ] = None,
+    beta2: Annotated[
+        float | None, typer.Option(help="second coefficient (NovoGrad β2, INSGD input-power β)")
+    ] = None,
+    init: Annotated[str, typer.Option(help="init scheme")] = "default",
+    model: Annotated[str, typer.Option(help="model name")] = "mlp",
+    dataset: Annotated[str, typer.Option(help="dataset name")] = "digits",
+    seed: Annotated[
+        list[str] | None, typer.Option(help="seed; repeat it or give a comma list (default 0)")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help=f"step budget (default {_DEFAULT_STEPS} without --epochs)")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="epoch budget instead of steps")] = None,
+    batch_size: Annotated[str, typer.Option(help="batch size, or 'full'")] = "128",
+    eval_every: Annotated[int, typer.Option(help="steps between evaluations")] = 50,
+    loss: Annotated[str, typer.Option(help="auto, cross_entropy or mse")] = "auto",
+    objective: Annotated[str, typer.Option(help="record column the search would optimize")] = (
+        "final_val_loss"
+    ),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads (torch)")] = None,
+    opt: Annotated[
+        list[str] | None, typer.Option(help="optimizer argument KEY=VALUE (repeatable)")
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None, typer.Option(help="model argument KEY=VALUE (repeatable)")
+    ] = None,
+    init_arg: Annotated[
+        list[str] | None, typer.Option(help="init-scheme argument KEY=VALUE (repeatable)")
+    ] = None,
+    data_arg: Annotated[
+        list[str] | None, typer.Option(help="dataset argument KEY=VALUE (repeatable)")
+    ] = None,
+    data_root: Annotated[str | None, typer.Option(help="where file-based datasets are")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object instead of tables")
+    ] = False,
+) -> None:
+    """Train one configuration on each seed (no Ray) and print what happened."""
+    if steps is not None and epochs is not None:
+        raise UserInputError("give either --steps or --epochs, not both")
+    fields: dict[str, Any] = {
+        "optimizer": optimizer,
+        "lr": lr,
+        "beta": beta,
+        "beta2": beta2,
+        "init": init,
+        "init_args": parse_assignments("--init-arg", init_arg),
+        "optimizer_args": parse_assignments("--opt", opt),
+        "model": model,
+        "model_args": parse_assignments("--model-arg", model_arg),
+        "dataset": dataset,
+        "dataset_args": parse_assignments("--data-arg", data_arg),
+        "data_root": data_root,
+        "batch_size": _parse_batch_size(batch_size),
+        "steps": _DEFAULT_STEPS if steps is None and epochs is None else steps,
+        "epochs": epochs,
+        "eval_every": eval_every,
+        "loss": loss,
+        "objective": objective,
+        "seeds": _parse_seeds(seed),
+        "device": device,
+        "threads": threads,
+    }
+    config = make_config(fields)
+    with stderr.status("training…") as status:
+
+        def show(event: dict[str, Any]) -> None:
+            status.update(
+                f"seed {event['seed']} ({event['seed_index'] + 1}/{len(config.seeds)}): "
+                f"step {event['step']}, train loss {event['train_loss']:.4g}, "
+                f"val loss {event['val_loss']:.4g}"
+            )
+
+        result = run_trial(config, callback=show)
+    if as_json:
+        typer.echo(json.dumps(_finite_or_null(_as_json(result)), indent=2))
+    else:
+        _print_summary(result)
+
+
+def make_config(fields: dict[str, Any]) -> TrialConfig:
+    """A ``TrialConfig`` from plain fields; a validation failure is a ``UserInputError``."""
+    try:
+        return TrialConfig(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'trial'}: {err['msg']} "
+            f"(got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise UserInputError(f"invalid trial configuration: {problems}") from None
+
+
+def parse_assignments(option: str, items: list[str] | None) -> dict[str, Any]:
+    """``["k=v", ...]`` as a dict, values read by ``parse_value``.
+
+    Raises:
+        UserInputError: an item without ``=`` or with an empty key.
+    """
+    parsed: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"{option} takes KEY=VALUE, got {item!r}")
+        parsed[key.strip()] = parse_value(value.strip())
+    return parsed
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as a Python value.
+
+    ``true``/``false`` → bool, ``none``/``null`` → None, integers and floats as
+    numbers, a comma list (optionally in brackets) → list of such values, anything
+    else stays a string.
+    """
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip()
+        return [parse_value(t.strip()) for t in inner.split(",")] if inner else []
+    if "," in text:
+        return [parse_value(t.strip()) for t in text.split(",")]
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_seeds(items: list[str] | None) -> tuple[int, ...]:
+    if not items:
+        return (0,)
+    seeds = []
+    for part in (p.strip() for item in items for p in item.split(",")):
+        try:
+            seeds.append(int(part))
+        except ValueError:
+            raise UserInputError(f"--seed takes integers, got {part!r}") from None
+    return tuple(seeds)
+
+
+def _parse_batch_size(text: str) -> int | str:
+    if text == "full":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UserInputError(
+            f"--batch-size takes a positive integer or 'full', got {text!r}"
+        ) from None
+
+
+def _as_json(result: TrialResult) -> dict[str, Any]:
+    return {
+        "config": result.config.model_dump(mode="json"),
+        "dataset_metadata": result.dataset_metadata,
+        "objective": result.objective,
+        "records": result.records,
+    }
+
+
+def _finite_or_null(value: Any) -> Any:
+    """Replace NaN and ±inf by None, recursively, so the output is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def _print_summary(result: TrialResult) -> None:
+    c = result.config
+    budget = f"{c.steps} steps" if c.steps is not None else f"{c.epochs:g} epochs"
+    coefficients = "".join(
+        f" {name}={value:g}"
+        for name, value in (("beta", c.beta), ("beta2", c.beta2))
+        if value is not None
+    )
+    stdout.print(
+        f"[bold]{c.optimizer}[/] lr={c.lr:g}{coefficients} · {c.model} on {c.dataset} · "
+        f"init {c.init} · {budget}, batch {c.batch_size}"
+    )
+    table = Table(show_edge=False)
+    table.add_column("")
+    for r in result.records:
+        table.add_column(f"seed {r['seed']}", justify="right")
+    for label, cell in _SUMMARY_ROWS:
+        table.add_row(label, *(cell(r) for r in result.records))
+    stdout.print(table)
+    for r in result.records:
+        if r["error"]:
+            stdout.print(f"seed {r['seed']} error: {r['error']}", markup=False)
+    stdout.print(f"objective ({c.objective}, capped, mean over seeds): {result.objective:.6g}")
+
+
+def _diverged(record: dict[str, Any]) -> str:
+    if record["diverged_step"] is None:
+        return "-"
+    return f"step {record['diverged_step']} ({record['divergence_cause']})"
+
+
+_OUTCOME_STYLE = {
+    "converged": "[green]{}[/]",
+    "diverged": "[red]{}[/]",
+    "stalled": "[yellow]{}[/]",
+    "error": "[bold red]{}[/]",
+}
+
+
+_SUMMARY_ROWS = (
+    ("outcome", lambda r: _OUTCOME_STYLE[r["outcome"]].format(r["outcome"])),
+    ("diverged", _diverged),
+    ("initial loss", lambda r: _number(r["initial_loss"])),
+    ("final train loss", lambda r: _number(r["final_train_loss"])),
+    ("best train loss", lambda r: _number(r["best_train_loss"])),
+    ("final val loss", lambda r: _number(r["final_val_loss"])),
+    ("best val loss", lambda r: _number(r["best_val_loss"])),
+    ("final val acc", lambda r: _number(r["final_val_acc"])),
+    ("best val acc", lambda r: _number(r["best_val_acc"])),
+    ("steps", lambda r: str(r["steps_done"])),
+    ("seconds", lambda r: f"{r['wall_seconds']:.2f}"),
+)
+
+
+def _number(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}"

@@ -1,0 +1,77 @@
+"""The divergence watch: every step's loss is checked without a host sync per step.
+
+The train loop hands each step's loss tensor to ``DivergenceWatch.record`` (no
+device work at all: it keeps a reference). ``check()`` stacks the losses seen since
+the last check, tests them on the device (non-finite, or above
+``loss_factor x initial_loss``) and reads a single flag on the host, so the
+loop syncs once per check instead of once per step. Because every loss is kept,
+the first bad step is exact whatever the check interval. The same pass adds the
+losses to a device-side running sum, which gives the mean training loss between
+two evaluations (``pop_mean``) without another sync per step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+
+class Divergence(NamedTuple):
+    """Where a run diverged: the first bad step (1-based) and why."""
+
+    step: int
+    cause: str  # "nonfinite" | "explosion" (schema.DIVERGENCE_CAUSES)
+
+
+class DivergenceWatch:
+    """Watches a run's per-step training losses for divergence.
+
+    Args:
+        initial_loss: the training loss before the first step.
+        loss_factor: a loss above ``loss_factor * initial_loss`` is an explosion.
+        device: where the losses live.
+    """
+
+    def __init__(self, initial_loss: float, loss_factor: float, device: torch.device) -> None:
+        self.limit = loss_factor * initial_loss
+        self._pending: list[torch.Tensor] = []
+        self._first_pending_step = 1
+        self._sum = torch.zeros((), dtype=torch.float64, device=device)
+        self._count = 0
+
+    def record(self, loss: torch.Tensor) -> None:
+        """Remember the loss of the next step (a 0-d tensor; no device work, no sync)."""
+        self._pending.append(loss.detach())
+
+    def check(self) -> Divergence | None:
+        """Test the losses recorded since the last check; one host sync.
+
+        Returns the first divergence among them, or None. After a divergence the
+        running mean includes the bad losses (it is then non-finite or huge).
+        """
+        if not self._pending:
+            return None
+        losses = torch.stack(self._pending)
+        first_step = self._first_pending_step
+        self._first_pending_step += len(self._pending)
+        self._count += len(self._pending)
+        self._pending.clear()
+        self._sum += losses.sum(dtype=torch.float64)
+        bad = ~torch.isfinite(losses) | (losses > self.limit)
+        if not bool(bad.any()):
+            return None
+        index = int(bad.nonzero()[0, 0])
+        cause = "explosion" if math.isfinite(float(losses[index])) else "nonfinite"
+        return Divergence(first_step + index, cause)
+
+    def pop_mean(self) -> float:
+        """Mean of the losses checked since the previous call (NaN if none); resets it.
+
+        Call ``check()`` first so that every recorded loss is included.
+        """
+        mean = float(self._sum) / self._count if self._count else math.nan
+        self._sum.zero_()
+        self._count = 0
+        return mean

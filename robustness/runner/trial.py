@@ -1,0 +1,463 @@
+"""``run_trial``: one hyperparameter configuration trained on each of its seeds.
+
+Pure and Ray-free (the engine wraps it; the ``trial`` CLI verb and the tests call
+it directly). Read ``_train_seed`` top to bottom for the training loop itself.
+
+Conventions, so that records from different runs compare:
+
+- Steps are optimizer updates, counted from 1. An evaluation "at step s" happens
+  after s updates; the curve row at step 0 is the initialized model.
+- ``initial_loss`` is the mean loss over the whole training set of the
+  initialized model, in eval mode and without augmentation (BatchNorm then uses
+  its initial running statistics). The final training loss and accuracy are
+  measured the same way after the last step, so they compare with it directly.
+  Train accuracy is measured only there (``best_train_acc == final_train_acc``).
+- A curve's ``train_loss`` is the mean of the minibatch losses since the previous
+  evaluation (train mode, augmented batches: what the optimizer saw).
+- ``best_*`` are over the evaluations (step 0 included); for the training loss
+  also the final whole-set loss.
+- Divergence: a step whose minibatch loss is non-finite or above
+  ``divergence.loss_factor x initial_loss``; the run stops at the next check
+  (every ``_CHECK_EVERY`` steps and at every evaluation), and ``diverged_step`` is
+  the exact first bad step. A non-finite initial loss is a divergence at step 0.
+- Seeding: ``torch.manual_seed(seed)`` before the model is built (PyTorch's own
+  init and anything else using the global generator), plus one ``torch.Generator``
+  per purpose (init scheme, data order, augmentation) seeded from ``(seed,
+  purpose)``, so the same seed gives bit-identical metrics on CPU.
+  ``torch.use_deterministic_algorithms`` is not set: the CPU kernels used here are
+  already deterministic, and the flag is process-wide state a library call should
+  not flip.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustness.data import DATASETS, Dataset, load_dataset
+from robustness.errors import UserInputError, unknown_choice
+from robustness.init_schemes import INIT_SCHEMES, apply_init
+from robustness.models import MODELS, build_model
+from robustness.optim import OPTIMIZERS, build_optimizer
+from robustness.results.schema import TRIAL_COLUMNS
+from robustness.runner.config import TrialConfig
+from robustness.runner.divergence import Divergence, DivergenceWatch
+from robustness.runner.outcome import capped_objective, check_objective, classify_outcome
+from robustness.runner.schedule import lr_multiplier
+
+Callback = Callable[[dict[str, Any]], None]
+LossFn = Callable[..., torch.Tensor]  # (outputs, targets, reduction=...) -> loss
+
+_CHECK_EVERY = 10  # steps between divergence checks (host syncs) outside evaluations
+_EVAL_CHUNK = 2048  # samples per forward pass when evaluating a whole split
+_INIT_STREAM, _ORDER_STREAM, _AUGMENT_STREAM = 0, 1, 2
+
+
+@dataclass
+class TrialResult:
+    """What ``run_trial`` returns.
+
+    Attributes:
+        config: the configuration that was run.
+        records: one dict per seed, keys ``TRIAL_COLUMNS`` plus ``config.tags``
+            (``study`` is None and ``node_id`` this host: the engine overwrites both).
+        curves: one dict per evaluation of every seed, keys ``CURVE_COLUMNS``.
+        dataset_metadata: the dataset's ``metadata``.
+        objective: the mean over seeds of the records' capped ``objective``; never NaN.
+    """
+
+    config: TrialConfig
+    records: list[dict[str, Any]]
+    curves: list[dict[str, Any]]
+    dataset_metadata: dict[str, Any]
+    objective: float
+
+
+def run_trial(
+    config: TrialConfig, *, callback: Callback | None = None, trial_id: str = "local"
+) -> TrialResult:
+    """Train ``config`` once per seed and return per-seed records and curves.
+
+    Args:
+        config: the configuration.
+        callback: called at every evaluation of every seed with a dict: ``seed``,
+            ``seed_index``, ``step``, ``epoch``, ``train_loss``, ``val_loss``,
+            ``val_acc`` and ``outcome`` (None until the seed's last call).
+            Exceptions it raises propagate (the engine may use them to stop).
+        trial_id: names the runs: ``run_id = f"{trial_id}-s{seed}"``.
+
+    Raises:
+        UserInputError: a bad configuration (unknown optimizer, model, dataset or
+            init scheme, bad options, objective or device). A seed that fails
+            otherwise is recorded with outcome ``error`` and the other seeds run.
+    """
+    _check_names(config)
+    device = resolve_device(config.device)
+    with _cpu_threads(config.threads):
+        data = load_dataset(
+            config.dataset, root=config.data_root, device=device, **config.dataset_args
+        )
+        check_objective(config.objective, data.task)
+        loss_fn = _loss_function(config.loss, data.task)
+        records: list[dict[str, Any]] = []
+        curves: list[dict[str, Any]] = []
+        for seed_index, seed in enumerate(config.seeds):
+            run = _RunLog(run_id=f"{trial_id}-s{seed}", seed=seed, seed_index=seed_index)
+            try:
+                records.append(_run_seed(config, data, loss_fn, device, trial_id, run, callback))
+            except _CallbackFailed as exc:
+                raise exc.__cause__ from None
+            curves.extend(run.curves)
+
+    initials = [r["initial_loss"] for r in records if math.isfinite(r["initial_loss"])]
+    fallback = max(initials, default=math.inf)
+    for record in records:
+        record["objective"] = capped_objective(record, config.objective, fallback)
+    objective = float(np.mean([r["objective"] for r in records]))
+    return TrialResult(config, records, curves, dict(data.metadata), objective)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(
+            "device 'cuda' asked for, but no CUDA device is available; allowed here: auto, cpu"
+        )
+    if name not in ("cpu", "cuda"):
+        raise unknown_choice("device", name, ("auto", "cpu", "cuda"))
+    return torch.device(name)
+
+
+# --- one seed ----------------------------------------------------------------------
+
+
+@dataclass
+class _RunLog:
+    """What one seed's run has measured so far (an error keeps what was measured)."""
+
+    run_id: str
+    seed: int
+    seed_index: int
+    steps_per_epoch: int = 1
+    steps_done: int = 0
+    initial_loss: float = math.nan
+    divergence: Divergence | None = None
+    final_train_loss: float = math.nan
+    final_train_acc: float = math.nan
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    def add_eval(self, step: int, lr: float, train_loss: float, val: tuple[float, float]) -> None:
+        self.curves.append(
+            {
+                "run_id": self.run_id,
+                "step": step,
+                "epoch": step / self.steps_per_epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "val_loss": val[0],
+                "val_acc": val[1],
+            }
+        )
+
+
+def _run_seed(
+    config: TrialConfig,
+    data: Dataset,
+    loss_fn: LossFn,
+    device: torch.device,
+    trial_id: str,
+    log: _RunLog,
+    callback: Callback | None,
+) -> dict[str, Any]:
+    """One seed: train, classify, report the last evaluation with the outcome.
+
+    Returns the seed's record. Any exception but a ``UserInputError`` (a bad
+    configuration) or the callback's own becomes outcome ``error``.
+    """
+    notify = _Notifier(callback, log)
+    start = time.perf_counter()
+    try:
+        _train_seed(config, data, loss_fn, device, log, notify)
+    except (UserInputError, _CallbackFailed):
+        raise
+    except Exception as exc:
+        log.error = f"{type(exc).__name__}: {exc}"
+    record = _record(config, trial_id, log, time.perf_counter() - start)
+    notify(record["outcome"])
+    return record
+
+
+def _train_seed(
+    config: TrialConfig,
+    data: Dataset,
+    loss_fn: LossFn,
+    device: torch.device,
+    log: _RunLog,
+    notify: _Notifier,
+) -> None:
+    """Train one seed, filling ``log``: the whole training loop, top to bottom."""
+    # model, init scheme, optimizer: all seeded from this run's seed
+    torch.manual_seed(log.seed)
+    model = build_model(config.model, data.input_shape, data.num_outputs, **config.model_args)
+    apply_init(model, config.init, generator=_generator(log.seed, _INIT_STREAM), **config.init_args)
+    model.to(device)
+    optimizer = build_optimizer(
+        config.optimizer,
+        model,
+        lr=config.lr,
+        beta=config.beta,
+        beta2=config.beta2,
+        **config.optimizer_args,
+    )
+    try:
+        # budget and learning-rate schedule
+        n_train = data.x_train.shape[0]
+        batch_size = n_train if config.batch_size == "full" else min(config.batch_size, n_train)
+        log.steps_per_epoch = math.ceil(n_train / batch_size)
+        if config.steps is not None:
+            total_steps = config.steps
+        else:
+            total_steps = max(1, round(config.epochs * log.steps_per_epoch))
+        lr_factor = lr_multiplier(config.schedule, total_steps)
+        scheduler = None
+        if config.schedule.name != "constant" or config.schedule.warmup_steps:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        classification = data.task == "classification"
+
+        # the starting point
+        log.initial_loss, _ = _evaluate(model, data.x_train, data.y_train, loss_fn, classification)
+        watch = DivergenceWatch(log.initial_loss, config.divergence.loss_factor, device)
+        if not math.isfinite(log.initial_loss):
+            log.divergence = Divergence(0, "nonfinite")
+        else:
+            val = _evaluate(model, data.x_val, data.y_val, loss_fn, classification)
+            log.add_eval(0, config.lr * lr_factor(0), log.initial_loss, val)
+            notify()
+
+            # the loop
+            model.train()
+            order_generator = _generator(log.seed, _ORDER_STREAM)
+            batches = _batch_indices(n_train, batch_size, order_generator, device)
+            augment_generator = _generator(log.seed, _AUGMENT_STREAM, device)
+            for step in range(1, total_steps + 1):
+                idx = next(batches)
+                x = data.x_train if idx is None else data.x_train.index_select(0, idx)
+                y = data.y_train if idx is None else data.y_train.index_select(0, idx)
+                if data.augment is not None:
+                    x = data.augment(x, augment_generator)
+                loss = loss_fn(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                watch.record(loss)
+                log.steps_done = step
+
+                at_eval = step % config.eval_every == 0
+                if at_eval or step % _CHECK_EVERY == 0 or step == total_steps:
+                    log.divergence = watch.check()
+                    if log.divergence is not None:
+                        break
+                if at_eval and step < total_steps:
+                    val = _evaluate(model, data.x_val, data.y_val, loss_fn, classification)
+                    log.add_eval(step, config.lr * lr_factor(step - 1), watch.pop_mean(), val)
+                    notify()
+                    model.train()
+
+        # the final evaluation (budget done or stopped by divergence); the caller
+        # reports it with the outcome
+        step = log.steps_done
+        train_loss = watch.pop_mean() if step > 0 else log.initial_loss
+        val = _evaluate(model, data.x_val, data.y_val, loss_fn, classification)
+        log.final_train_loss, log.final_train_acc = _evaluate(
+            model, data.x_train, data.y_train, loss_fn, classification
+        )
+        log.add_eval(step, config.lr * lr_factor(max(step - 1, 0)), train_loss, val)
+    finally:
+        close = getattr(optimizer, "close", None)
+        if close is not None:
+            close()
+
+
+def _batch_indices(
+    n: int, batch_size: int, generator: torch.Generator, device: torch.device
+) -> Iterator[torch.Tensor | None]:
+    """Endless training batches as index tensors on ``device`` (None: the whole set).
+
+    Each epoch is a fresh permutation drawn on the CPU from ``generator`` (the
+    same order on every device); the last batch of an epoch is smaller when
+    ``batch_size`` does not divide ``n``.
+    """
+    if batch_size >= n:
+        while True:
+            yield None
+    while True:
+        order = torch.randperm(n, generator=generator).to(device)
+        yield from order.split(batch_size)
+
+
+@torch.no_grad()
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, classification: bool
+) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN for regression) over a whole split, in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for start in range(0, x.shape[0], _EVAL_CHUNK):
+        out = model(x[start : start + _EVAL_CHUNK])
+        target = y[start : start + _EVAL_CHUNK]
+        loss_sum += loss_fn(out, target, reduction="sum").double()
+        if classification:
+            correct += (out.argmax(dim=1) == target).sum()
+    loss = float(loss_sum) / y.numel()  # mean reduction, as in training
+    return loss, (int(correct) / y.shape[0] if classification else math.nan)
+
+
+def _record(config: TrialConfig, trial_id: str, log: _RunLog, wall_seconds: float) -> dict:
+    """The seed's row of ``trials.parquet`` (all columns but ``objective``)."""
+    curves = log.curves
+    best_train_loss = _nan_best(min, [r["train_loss"] for r in curves] + [log.final_train_loss])
+    if log.error is not None:
+        outcome = "error"
+    else:
+        outcome = classify_outcome(
+            diverged=log.divergence is not None,
+            best_train_loss=best_train_loss,
+            initial_loss=log.initial_loss,
+            stall_margin=config.divergence.stall_margin,
+        )
+    last = curves[-1] if curves else {}
+    record: dict[str, Any] = dict.fromkeys(TRIAL_COLUMNS)
+    record.update(
+        study=None,
+        trial_id=trial_id,
+        run_id=log.run_id,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        beta=config.beta,
+        beta2=config.beta2,
+        init=config.init,
+        seed=log.seed,
+        model=config.model,
+        dataset=config.dataset,
+        outcome=outcome,
+        diverged_step=log.divergence.step if log.divergence else None,
+        divergence_cause=log.divergence.cause if log.divergence else None,
+        error=log.error,
+        initial_loss=log.initial_loss,
+        final_train_loss=log.final_train_loss,
+        best_train_loss=best_train_loss,
+        final_train_acc=log.final_train_acc,
+        best_train_acc=log.final_train_acc,
+        final_val_loss=last.get("val_loss", math.nan),
+        best_val_loss=_nan_best(min, [r["val_loss"] for r in curves]),
+        final_val_acc=last.get("val_acc", math.nan),
+        best_val_acc=_nan_best(max, [r["val_acc"] for r in curves]),
+        steps_done=log.steps_done,
+        wall_seconds=wall_seconds,
+        node_id=socket.gethostname(),
+        objective=None,
+    )
+    record.update(config.tags)  # extra swept axes; a tag may also relabel e.g. `optimizer`
+    return record
+
+
+# --- small helpers -----------------------------------------------------------------
+
+
+class _CallbackFailed(Exception):
+    """Wraps an exception raised by the user's callback, so it is not taken for a
+    failure of the run."""
+
+
+class _Notifier:
+    """Sends ``log``'s latest evaluation to the callback."""
+
+    def __init__(self, callback: Callback | None, log: _RunLog) -> None:
+        self._callback = callback
+        self._log = log
+
+    def __call__(self, outcome: str | None = None) -> None:
+        if self._callback is None:
+            return
+        log = self._log
+        row = log.curves[-1] if log.curves else {}
+        if row.get("step") != log.steps_done:  # an error before this step was evaluated
+            row = {"step": log.steps_done, "epoch": log.steps_done / log.steps_per_epoch}
+        event = {
+            "seed": log.seed,
+            "seed_index": log.seed_index,
+            "step": row["step"],
+            "epoch": row["epoch"],
+            "train_loss": row.get("train_loss", math.nan),
+            "val_loss": row.get("val_loss", math.nan),
+            "val_acc": row.get("val_acc", math.nan),
+            "outcome": outcome,
+        }
+        try:
+            self._callback(event)
+        except Exception as exc:
+            raise _CallbackFailed from exc
+
+
+def _check_names(config: TrialConfig) -> None:
+    """Refuse unknown registry names before any data is loaded."""
+    for kind, value, allowed in (
+        ("optimizer", config.optimizer, OPTIMIZERS),
+        ("model", config.model, MODELS),
+        ("dataset", config.dataset, DATASETS),
+        ("init scheme", config.init, INIT_SCHEMES),
+    ):
+        if value not in allowed:
+            raise unknown_choice(kind, value, allowed)
+
+
+def _loss_function(name: str, task: str) -> LossFn:
+    """``auto``: cross-entropy for classification, mean squared error for regression."""
+    if name == "auto":
+        name = "cross_entropy" if task == "classification" else "mse"
+    wanted = "cross_entropy" if task == "classification" else "mse"
+    if name != wanted:
+        raise UserInputError(f"loss {name!r} does not fit a {task} task; allowed: auto, {wanted}")
+    return F.cross_entropy if name == "cross_entropy" else F.mse_loss
+
+
+def _generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator for one purpose (``stream``) of one run, independent of the others."""
+    entropy = np.random.SeedSequence([seed % 2**64, stream]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(entropy))
+
+
+@contextmanager
+def _cpu_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` for the duration, then the previous count."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _nan_best(pick: Callable[[list[float]], float], values: list[float]) -> float:
+    """``pick`` (min or max) over the non-NaN values, NaN when there are none."""
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return pick(finite) if finite else math.nan
