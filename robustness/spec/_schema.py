@@ -1,0 +1,313 @@
+"""The study spec as validated pydantic models (DESIGN.md, "The study spec").
+
+``StudySpec`` checks everything that can be checked from the YAML alone: key names,
+types, ranges, the search settings. Checks against the registries (is ``resnet20``
+a model, does NovoGrad take ``nesterov``) happen when the plan is made
+(``robustness.spec.make_plan``), so parsing a spec never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PlainValidator,
+    PositiveFloat,
+    PositiveInt,
+    StrictInt,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from robustness.results.schema import TRIAL_COLUMNS
+from robustness.runner.config import DivergenceConfig, ScheduleConfig
+from robustness.spec._axis import AxisSpec
+from robustness.spec._section import Section, known_keys, refuse_unknown_keys
+
+OBJECTIVES: tuple[str, ...] = tuple(c for c in TRIAL_COLUMNS if c.startswith(("final_", "best_")))
+"""Record columns a search may optimize; ``*_acc`` ones are maximized, the others minimized."""
+
+SAMPLERS = ("grid", "random", "tpe", "gp", "qmc", "cmaes")
+CORE_AXES = ("lr", "init", "beta", "beta2")
+"""Axes with their own TrialConfig field; any other axis is an optimizer keyword argument."""
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+Coefficient = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    raise PydanticCustomError(
+        "scalar",
+        "an axis value must be a number, a string or a boolean, got {value!r}",
+        {"value": value},
+    )
+
+
+def _batch_size(value: Any) -> int | str:
+    if value == "full" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise PydanticCustomError(
+        "batch_size", "must be a positive integer or 'full' (got {value!r})", {"value": value}
+    )
+
+
+Scalar = Annotated[Any, PlainValidator(_scalar)]
+BatchSize = Annotated[Any, PlainValidator(_batch_size)]
+
+
+def direction_of(objective: str) -> Literal["minimize", "maximize"]:
+    """Accuracies are maximized, everything else (losses) minimized."""
+    return "maximize" if objective.endswith("_acc") else "minimize"
+
+
+class SpaceSpec(BaseModel):
+    """The swept axes. Keys other than the core ones are extra axes: optimizer kwargs.
+
+    Under an optimizer entry (``optimizers.<label>.space``) the same keys override
+    the study's axes for that optimizer, and ``null`` drops an axis there.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, AxisSpec[Scalar] | None]  # type: ignore[assignment]
+
+    lr: AxisSpec[PositiveFloat] | None = Field(None, description="learning rate (> 0)")
+    init: AxisSpec[str] | None = Field(None, description="init scheme names")
+    beta: AxisSpec[Coefficient] | None = Field(
+        None, description="SGD / INSGD momentum, NovoGrad beta1, in [0, 1)"
+    )
+    beta2: AxisSpec[Coefficient] | None = Field(
+        None, description="NovoGrad beta2, INSGD input-power beta, in [0, 1)"
+    )
+
+    @model_validator(mode="after")
+    def _extra_axes_are_not_columns(self) -> SpaceSpec:
+        for name in self.model_extra or {}:
+            if not name.isidentifier():
+                raise ValueError(f"axis name {name!r} is not a keyword-argument name")
+            if name in TRIAL_COLUMNS:
+                raise ValueError(
+                    f"{name!r} is a results column, not an optimizer argument; extra axes "
+                    f"(beyond {', '.join(CORE_AXES)}) are optimizer keyword arguments"
+                )
+        return self
+
+    @model_serializer
+    def _as_written(self) -> dict[str, Any]:
+        """Only the axes that were written, so an override's unset axes stay unset."""
+        return self.given()
+
+    def given(self) -> dict[str, AxisSpec | None]:
+        """The axes written in the YAML, core ones first (``None``: explicitly dropped)."""
+        core = {name: getattr(self, name) for name in CORE_AXES if name in self.model_fields_set}
+        return {**core, **(self.model_extra or {})}
+
+
+class OptimizerSpec(BaseModel):
+    """One optimizer entry: ``base`` (when the label is not a registered name), axis
+    overrides under ``space``, and any other key is a fixed keyword argument."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    base: str | None = Field(None, description="registered optimizer name, if the label is not one")
+    space: SpaceSpec | None = Field(None, description="this optimizer's axis overrides")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_entry(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise PydanticCustomError(
+                "optimizer_entry",
+                "an optimizer entry is a mapping of fixed keyword arguments (or empty), "
+                "got {value!r}",
+                {"value": data},
+            )
+        axes = [key for key in CORE_AXES if key in data]
+        if axes:
+            raise PydanticCustomError(
+                "optimizer_axis",
+                "{keys} are swept axes, not fixed arguments; to fix one for this optimizer "
+                "write `space: {{{first}: [value]}}` under it",
+                {"keys": ", ".join(axes), "first": axes[0]},
+            )
+        return data
+
+    @property
+    def fixed_args(self) -> dict[str, Any]:
+        """The fixed keyword arguments passed to the optimizer on every run."""
+        return dict(self.model_extra or {})
+
+
+class SchedulerSpec(Section):
+    """Early stopping of unpromising configurations by Ray Tune's ASHA."""
+
+    name: Literal["asha"] = "asha"
+    grace_period: PositiveFloat = Field(
+        0.25,
+        description="progress before a configuration may be stopped, in runs: 0.25 is a "
+        "quarter of its first seed's budget, 1.0 its whole first seed",
+    )
+    reduction_factor: float = Field(3.0, gt=1.0)
+
+
+class SearchSpec(Section):
+    """How configurations are chosen and what they are ranked by."""
+
+    sampler: Literal["grid", "random", "tpe", "gp", "qmc", "cmaes"] = "grid"
+    n_trials: PositiveInt | None = Field(
+        None, description="configurations per optimizer (non-grid samplers)"
+    )
+    seed: int = Field(0, description="the sampler's seed")
+    objective: str = "final_val_loss"
+    direction: Literal["minimize", "maximize"] | None = None
+    scheduler: SchedulerSpec | None = None
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str) -> str:
+        if value not in OBJECTIVES:
+            raise ValueError(f"unknown objective {value!r}; allowed: {', '.join(OBJECTIVES)}")
+        return value
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler_shorthand(cls, value: Any) -> Any:
+        if value in (None, "none"):
+            return None
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSpec:
+        if self.sampler == "grid" and self.n_trials is not None:
+            raise ValueError(
+                "n_trials is not used by the grid sampler (it runs every configuration of "
+                "the grid); remove it, or choose a non-grid sampler"
+            )
+        if self.sampler != "grid" and self.n_trials is None:
+            raise ValueError(
+                f"the {self.sampler!r} sampler needs n_trials (configurations per optimizer)"
+            )
+        wanted = direction_of(self.objective)
+        if self.direction is not None and self.direction != wanted:
+            raise ValueError(
+                f"direction {self.direction!r} contradicts objective {self.objective!r}, "
+                f"which is {wanted}d; remove direction or set it to {wanted!r}"
+            )
+        if self.direction is None:
+            object.__setattr__(self, "direction", wanted)
+        return self
+
+
+class ScheduleSpec(ScheduleConfig):
+    """``ScheduleConfig`` with the spec's unknown-key message."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Any) -> Any:
+        refuse_unknown_keys(known_keys(cls), data)
+        return data
+
+
+class DivergenceSpec(DivergenceConfig):
+    """``DivergenceConfig`` with the spec's unknown-key message."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Any) -> Any:
+        refuse_unknown_keys(known_keys(cls), data)
+        return data
+
+
+class ProblemSpec(Section):
+    """What is trained, on what, for how long: the fixed part of every TrialConfig."""
+
+    dataset: str
+    dataset_args: dict[str, Any] = Field(default_factory=dict)
+    data_root: str | None = None
+    model: str
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    init_args: dict[str, Any] = Field(
+        default_factory=dict, description="options of the init schemes, e.g. gain"
+    )
+    batch_size: BatchSize = 128
+    steps: PositiveInt | None = None
+    epochs: PositiveFloat | None = None
+    eval_every: PositiveInt = 50
+    loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec())
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> ProblemSpec:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give one budget, 'steps' or 'epochs', not both")
+        if self.steps is None and self.epochs is None:
+            raise ValueError("give a budget: 'steps' or 'epochs'")
+        return self
+
+
+class ResourcesSpec(Section):
+    """What Ray reserves per trial, and how many trials run at once."""
+
+    cpu: PositiveFloat = 1.0
+    gpu: NonNegativeFloat = Field(0.0, description="fractions share one GPU, e.g. 0.25")
+    max_concurrent: PositiveInt | None = Field(
+        None, description="default: as many as the cluster's CPUs (and GPUs) allow"
+    )
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_beyond_one(cls, value: float) -> float:
+        if value > 1 and not float(value).is_integer():
+            raise ValueError(
+                f"a trial may take a fraction of one GPU (0 < gpu <= 1) or whole GPUs, got {value}"
+            )
+        return value
+
+
+class StudySpec(Section):
+    """A whole study: the problem, the optimizers, the swept axes, seeds, search."""
+
+    name: Name
+    description: str = ""
+    problem: ProblemSpec
+    optimizers: dict[Name, OptimizerSpec] = Field(min_length=1)
+    space: SpaceSpec
+    seeds: list[StrictInt] = Field(min_length=1)
+    search: SearchSpec = Field(default_factory=lambda: SearchSpec())
+    divergence: DivergenceSpec = Field(default_factory=lambda: DivergenceSpec())
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, value: list[int]) -> list[int]:
+        repeated = sorted({s for s in value if value.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds repeat: {repeated}; list each seed once")
+        return value
+
+    @field_validator("space")
+    @classmethod
+    def _has_lr(cls, value: SpaceSpec) -> SpaceSpec:
+        if value.lr is None:
+            raise ValueError("the learning-rate axis 'lr' is required")
+        return value
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec with every default filled in, as plain YAML-ready data.
+
+        Axes keep the form they were written in, so ``parse_spec(spec.resolved())``
+        gives back an equal spec.
+        """
+        return self.model_dump(mode="json", by_alias=True)
