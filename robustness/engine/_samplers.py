@@ -26,7 +26,7 @@ def make_sampler(
     if name == "grid":
         if grid is None:
             raise ValueError("the grid sampler needs the grid")
-        return samplers.GridSampler(dict(grid), seed=seed)
+        return _AskTellGridSampler(dict(grid), seed=seed)
     if name == "random":
         return samplers.RandomSampler(seed=seed)
     if name == "tpe":
@@ -38,3 +38,14 @@ def make_sampler(
     if name == "cmaes":
         return samplers.CmaEsSampler(seed=seed)
     raise unknown_choice("sampler", name, SAMPLERS)
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """``GridSampler`` for ask/tell: the engine counts the grid itself.
+
+    Optuna's ``after_trial`` calls ``study.stop()`` once the grid is exhausted,
+    which raises outside ``study.optimize`` and would leave the told trial RUNNING.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None

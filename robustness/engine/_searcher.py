@@ -152,6 +152,13 @@ class OptunaStudySearcher(Searcher):
         if self._on_done is not None:
             self._on_done(our_id, counts)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its searcher into tuner.pkl for Tuner.restore, which this engine
+        # does not use (see the module docstring); keep that file small and picklable.
+        state = self.__dict__.copy()
+        state.update(_studies={}, _live={}, _on_done=None)
+        return state
+
     def save(self, checkpoint_path: str) -> None:
         """State lives in the Optuna storage and the parts; nothing to pickle."""
 

@@ -21,13 +21,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
 
 from robustness.engine import _cluster
 from robustness.engine._progress import StudyProgress
 from robustness.engine._samplers import make_sampler
 from robustness.engine._searcher import LabelSearch, OptunaStudySearcher
-from robustness.engine._trainable import PROGRESS, error_records, trial_payload
+from robustness.engine._trainable import error_records, trial_payload
 from robustness.errors import UserInputError
 from robustness.results import store
 from robustness.results.schema import OPTUNA_FILE, SPEC_FILE
@@ -66,21 +67,24 @@ def run_study(
         spec = load_spec(spec)
     plan = make_plan(spec)
     out = Path(out_dir).expanduser().resolve()
-    resolved = _resolved_spec(spec)
+    resolved = spec.resolved()
     started = _prepare_out_dir(out, resolved, resume=resume)
     store.write_spec(out, resolved, {**store.provenance(started), "resumed": resume})
 
-    cpu, gpu = _trial_resources(spec)
-    concurrent = max_concurrent or _spec_get(spec, "resources", "max_concurrent")
+    cpu, gpu = float(spec.resources.cpu), float(spec.resources.gpu)
+    concurrent = max_concurrent or spec.resources.max_concurrent
     if concurrent is not None and concurrent < 1:
         raise UserInputError(f"max_concurrent must be a positive integer, got {concurrent}")
     owns_ray = _cluster.connect(address)
+    optuna_verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         _cluster.check_resources(cpu, gpu)
         if address is not None:
             _cluster.check_shared_path(out, shared=shared_storage)
         _run_tuner(spec, plan, out, cpu=cpu, gpu=gpu, concurrent=concurrent, progress=progress)
     finally:
+        optuna.logging.set_verbosity(optuna_verbosity)
         if owns_ray:
             import ray
 
@@ -169,7 +173,9 @@ def _label_search(
 
     def config_for(params: dict[str, Any]):
         config = plan.trial_config(label, params)
-        update: dict[str, Any] = {"device": device}
+        update: dict[str, Any] = {}
+        if device == "cuda" or config.device == "auto":
+            update["device"] = device  # a trial uses the device Ray reserved for it
         if config.threads is None:
             update["threads"] = threads
         return config.model_copy(update=update)
@@ -201,51 +207,22 @@ def _label_search(
 
 
 def _scheduler(spec: Any) -> Any:
-    """ASHA on the reported objective against ``progress`` (see ``_trainable``)."""
-    options = _spec_get(spec, "search", "scheduler")
-    if not options:
+    """ASHA on the per-evaluation objective reports (see ``_trainable``), or None."""
+    options = spec.search.scheduler
+    if options is None:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    if isinstance(options, str):
-        options = {"name": options}
-    elif hasattr(options, "model_dump"):
-        options = options.model_dump()
-    options = dict(options)
-    kind = options.pop("name", options.pop("type", "asha"))
-    if kind != "asha":
-        raise UserInputError(f"unknown scheduler {kind!r}; allowed: asha")
-    seeds = len(spec.seeds)
+    problem = spec.problem
+    evals_per_seed = problem.steps // problem.eval_every + 1 if problem.steps else 10**6
     return ASHAScheduler(
-        time_attr=PROGRESS,
+        time_attr="training_iteration",
         metric="objective",
         mode="min" if spec.search.direction == "minimize" else "max",
-        max_t=float(seeds),
-        grace_period=float(options.get("grace_period", 0.25)),
-        reduction_factor=float(options.get("reduction_factor", 3)),
+        max_t=max(len(spec.seeds) * evals_per_seed, options.grace_period),
+        grace_period=options.grace_period,
+        reduction_factor=options.reduction_factor,
     )
-
-
-def _trial_resources(spec: Any) -> tuple[float, float]:
-    cpu = _spec_get(spec, "resources", "cpu")
-    gpu = _spec_get(spec, "resources", "gpu")
-    return float(1 if cpu is None else cpu), float(0 if gpu is None else gpu)
-
-
-def _spec_get(spec: Any, section: str, key: str) -> Any:
-    part = getattr(spec, section, None)
-    if part is None:
-        return None
-    if isinstance(part, dict):
-        return part.get(key)
-    return getattr(part, key, None)
-
-
-def _resolved_spec(spec: Any) -> dict[str, Any]:
-    """The spec as plain JSON-like data (what spec.yaml stores and resume compares)."""
-    if hasattr(spec, "resolved"):
-        return dict(spec.resolved())
-    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _prepare_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> Any:

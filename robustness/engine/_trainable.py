@@ -8,13 +8,15 @@ part in the results directory, and reports the seed-aggregated objective once.
 The trainable never raises for a failing run: an exception outside ``run_trial``'s
 own per-seed handling becomes one ``error`` record per seed, and the study goes on.
 
-What a scheduler (ASHA) sees, only when the study has one: at every evaluation of
-every seed, ``objective`` = the evaluation's value of the objective's metric
-(``val_loss`` for ``*_val_loss``, ``train_loss`` for ``*_train_loss``, ``val_acc``
-for ``*_acc``), a non-finite value replaced by the worst value (1e30 for a loss,
-0.0 for an accuracy), against the time attribute ``progress`` = seed index + the
-fraction of that seed's budget done (so it runs from 0 to the number of seeds).
-Without a scheduler nothing is reported before the end (less Ray overhead).
+What a scheduler (ASHA) sees, only when the study has one: one report per
+evaluation of every seed, in order (seed 0's evaluations, then seed 1's ...), so
+its time attribute ``training_iteration`` counts evaluations across the seeds;
+``objective`` = the evaluation's value of the objective's metric (``val_loss`` for
+``*_val_loss``, ``train_loss`` for ``*_train_loss``, ``val_acc`` for ``*_acc``), a
+non-finite value replaced by the worst value (1e30 for a loss, 0.0 for an
+accuracy). ``progress`` (seed index + fraction of that seed's budget) rides along
+for display. Without a scheduler nothing is reported before the end (less Ray
+overhead).
 """
 
 from __future__ import annotations
