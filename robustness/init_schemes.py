@@ -7,6 +7,8 @@ re-initializes a freshly built model in place, deterministically from ``g``:
    under a private RNG seeded from ``g`` (the global RNG is left as it was). So
    normalization layers have weight 1 and bias 0 (and fresh running stats), and
    any layer a scheme does not cover still gets a seed-determined default.
+   (PyTorch draws these on the parameters' device, so on a GPU they differ from
+   the CPU values, though they are still fixed by the seed.)
 2. The weight of every ``nn.Linear`` and ``nn.Conv{1,2,3}d`` (and transposed
    conv) layer is then drawn by the scheme, on ``g``'s device, and copied in, so
    the same generator seed gives the same weights on any device.

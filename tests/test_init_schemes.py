@@ -157,3 +157,18 @@ def test_apply_init_leaves_the_global_rng_untouched():
 def test_bad_init_arguments_are_refused_naming_what_is_allowed(scheme, kwargs, expected):
     with pytest.raises(UserInputError, match=expected):
         apply_init(nn.Linear(3, 3), scheme, generator=_gen(), **kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scheme", sorted(INIT_SCHEMES))
+def test_same_generator_gives_the_same_weights_on_cuda_and_cpu(scheme):
+    cpu = build_model("cnn", (1, 8, 8), 10, batchnorm=True)
+    cuda = build_model("cnn", (1, 8, 8), 10, batchnorm=True).cuda()
+    apply_init(cpu, scheme, generator=_gen(7))
+    apply_init(cuda, scheme, generator=_gen(7))
+    for a, b in zip(cpu.parameters(), cuda.parameters(), strict=True):
+        assert b.is_cuda
+        if scheme == "default":  # PyTorch's own init draws from the CUDA RNG there
+            assert torch.isfinite(b).all()
+        else:
+            assert torch.equal(a, b.cpu())

@@ -219,7 +219,7 @@ def _standardized(
 
     def tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels, _ = parts[split]
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255)
+        x = torch.from_numpy(images.astype(np.float32)).div_(255)
         return x.sub_(shift).div_(scale), torch.from_numpy(labels.astype(np.int64))
 
     x_train, y_train = tensors("train")
