@@ -8,6 +8,7 @@ since what they suggest depends on the results told so far.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,14 @@ def make_sampler(
     name: str, *, seed: int | None, grid: Mapping[str, Sequence[Any]] | None = None
 ) -> optuna.samplers.BaseSampler:
     """The sampler ``name``; ``grid`` (axis -> values) is required for ``grid``."""
+    with warnings.catch_warnings():  # qmc and gp are marked experimental by Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make(name, seed, grid)
+
+
+def _make(
+    name: str, seed: int | None, grid: Mapping[str, Sequence[Any]] | None
+) -> optuna.samplers.BaseSampler:
     samplers = optuna.samplers
     if name == "grid":
         if grid is None:
