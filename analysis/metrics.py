@@ -26,7 +26,6 @@ Every stochastic procedure (bootstrap) takes ``seed`` and is reproducible.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -105,7 +104,7 @@ def capped_metric(trials: pd.DataFrame, metric: str) -> pd.Series:
         _require(trials, ["initial_loss"], f"loss metric {metric!r}")
         initial = trials["initial_loss"].to_numpy(dtype=float, na_value=np.nan)
         failed = np.isin(outcome, ("diverged", "stalled")) | ~finite
-        capped = np.where(failed, np.fmin(np.where(finite, values, np.inf), initial), values)
+        capped = np.where(failed, np.where(finite, np.fmin(values, initial), initial), values)
     return pd.Series(capped, index=trials.index, name=metric)
 
 
@@ -209,28 +208,50 @@ def _last_stable_index(
 
 def _logistic_boundary(lrs: np.ndarray, n_div: np.ndarray, n_run: np.ndarray) -> float:
     """lr at which a logistic fit of P(diverge) on log10(lr) crosses 0.5 (NaN if degenerate)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     total_div, total = n_div.sum(), n_run.sum()
     if total == 0 or total_div == 0 or total_div == total or len(lrs) < 2:
         return float("nan")
     x = np.log10(lrs)
     center, scale = x.mean(), x.std()
-    z = (x - center) / scale
-    features = np.concatenate([z, z])[:, None]
-    labels = np.concatenate([np.ones_like(z), np.zeros_like(z)])
-    weights = np.concatenate([n_div, n_run - n_div])
-    keep = weights > 0
-    # nearly unregularized: a separable grid gives a steep fit whose midpoint sits in the gap
-    model = LogisticRegression(C=1e4, max_iter=1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(features[keep], labels[keep], sample_weight=weights[keep])
-    slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
+    intercept, slope = _fit_logistic_1d((x - center) / scale, n_div, n_run)
     if slope <= 0:  # divergence does not grow with lr: no upper boundary
         return float("nan")
     return float(10 ** (center + scale * (-intercept / slope)))
+
+
+def _fit_logistic_1d(
+    z: np.ndarray, n_pos: np.ndarray, n_all: np.ndarray, ridge: float = 1e-4
+) -> tuple[float, float]:
+    """Binomial logistic regression ``P = sigmoid(a + b z)`` by damped Newton steps.
+
+    ``n_pos`` of ``n_all`` trials at each ``z`` are positive. A tiny ridge on the
+    slope keeps the optimum finite on a separable grid (then the fit is steep and
+    crosses 0.5 inside the gap between the classes); the intercept is not penalized.
+    Returns ``(a, b)``.
+    """
+    design = np.stack([np.ones_like(z), z], axis=1)
+    penalty = np.array([0.0, ridge])
+
+    def loss(theta: np.ndarray) -> float:
+        eta = design @ theta
+        nll = n_all @ np.logaddexp(0.0, eta) - n_pos @ eta
+        return float(nll + 0.5 * penalty @ theta**2)
+
+    theta = np.zeros(2)
+    current = loss(theta)
+    for _ in range(200):
+        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
+        grad = design.T @ (n_all * p - n_pos) + penalty * theta
+        hess = (design * (n_all * p * (1.0 - p))[:, None]).T @ design + np.diag(penalty)
+        step = np.linalg.solve(hess + 1e-12 * np.eye(2), grad)
+        scale = 1.0
+        while scale > 1e-8 and loss(theta - scale * step) > current:
+            scale /= 2.0
+        theta = theta - scale * step
+        previous, current = current, loss(theta)
+        if previous - current <= 1e-12 * max(1.0, abs(current)):
+            break
+    return float(theta[0]), float(theta[1])
 
 
 def max_stable_lr(
@@ -594,7 +615,7 @@ def paired_comparison(
     present = sorted(trials["optimizer"].dropna().unique())
     if baseline not in present:
         raise UserInputError(
-            f"baseline optimizer {baseline!r} is not in the trials; present: {', '.join(present)}"
+            f"baseline optimizer {baseline!r} is not in the trials; present: {', '.join(present) or 'none'}"
         )
     maximize = _direction(metric, direction) == "maximize"
     usable = _usable(trials)
