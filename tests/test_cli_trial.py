@@ -1,0 +1,104 @@
+"""`robustness trial`: readable output, --json, and bad input (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from robustness.cli.trial_cmd import parse_assignments, parse_value
+from robustness.errors import UserInputError
+
+FAST = ("--steps", "40", "--eval-every", "20", "--threads", "1", "--device", "cpu")
+
+
+def test_trial_prints_a_readable_summary_per_seed(cli):
+    result = cli("trial", "--optimizer", "sgd", "--lr", "0.1", "--seed", "0,1", *FAST)
+    assert result.code == 0, result.err
+    assert "sgd lr=0.1" in result.out and "mlp on digits" in result.out
+    assert "seed 0" in result.out and "seed 1" in result.out
+    assert result.out.count("converged") == 2
+    assert "objective (final_val_loss" in result.out
+
+
+def test_trial_json_has_config_dataset_metadata_and_one_record_per_seed(cli):
+    result = cli(
+        "trial",
+        "--optimizer", "sgd",
+        "--lr", "0.05",
+        "--beta", "0.5",
+        "--seed", "3",
+        "--seed", "4,5",
+        "--model-arg", "widths=32,16",
+        "--opt", "nesterov=true",
+        "--json",
+        *FAST,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    payload = json.loads(result.out)  # stdout is the JSON object and nothing else
+    assert payload["config"]["model_args"] == {"widths": [32, 16]}
+    assert payload["config"]["optimizer_args"] == {"nesterov": True}
+    assert payload["config"]["seeds"] == [3, 4, 5]
+    assert payload["dataset_metadata"]["n_train"] > 0
+    assert [r["seed"] for r in payload["records"]] == [3, 4, 5]
+    assert {r["beta"] for r in payload["records"]} == {0.5}
+    assert all(r["steps_done"] == 40 for r in payload["records"])
+    assert payload["objective"] == pytest.approx(
+        sum(r["objective"] for r in payload["records"]) / 3
+    )
+
+
+def test_trial_json_writes_nonfinite_numbers_as_null(cli):
+    result = cli(
+        "trial", "--optimizer", "sgd", "--lr", "50", "--dataset", "linreg", "--model", "linear",
+        "--batch-size", "full", "--json", *FAST,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    record = json.loads(result.out)["records"][0]
+    assert record["outcome"] == "diverged"
+    assert record["final_val_acc"] is None  # regression: NaN accuracy -> null
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--optimizer", "adamw", "--lr", "0.1"), "unknown optimizer 'adamw'"),
+        (("--optimizer", "sgd", "--lr", "-1"), "lr: Input should be greater than 0"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--batch-size", "big"), "--batch-size"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--seed", "x"), "--seed takes integers"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--opt", "nesterov"), "--opt takes KEY=VALUE"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--steps", "5", "--epochs", "1"), "not both"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--model-arg", "depth=3"), "'depth'"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--beta2", "0.9"), "beta2"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message_and_no_traceback(cli, args, message):
+    result = cli("trial", *args, "--device", "cpu")
+    assert result.code == 2
+    assert message in result.err
+    assert "Traceback" not in result.err + result.out
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("3", 3),
+        ("1e-3", 0.001),
+        ("-0.5", -0.5),
+        ("true", True),
+        ("False", False),
+        ("none", None),
+        ("relu", "relu"),
+        ("256,128", [256, 128]),
+        ("[0.5, 0.75]", [0.5, 0.75]),
+        ("[]", []),
+    ],
+)
+def test_command_line_values_are_parsed_to_python_values(text, value):
+    assert parse_value(text) == value
+
+
+def test_assignments_need_a_key_and_an_equals_sign():
+    assert parse_assignments("--opt", ["a=1", " b = x "]) == {"a": 1, "b": "x"}
+    with pytest.raises(UserInputError, match="--opt takes KEY=VALUE"):
+        parse_assignments("--opt", ["=1"])
