@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
 
+from robustness.data import load_dataset
 from robustness.errors import UserInputError
 from robustness.models import MODELS, build_model
 
@@ -47,6 +50,38 @@ def test_flat_models_run_forward_and_backward_on_any_shape(name, shape):
 )
 def test_conv_models_run_forward_and_backward_on_image_shapes(name, args, shape):
     _forward_backward(build_model(name, shape, 10, **args), shape, 10)
+
+
+DATASETS = {
+    "digits": {},
+    "mnist1d": {"num_samples": 100},
+    "blobs": {"n_samples": 50},
+    "linreg": {"n_samples": 50, "dim": 3},
+}
+
+
+@functools.cache
+def _dataset(name: str):
+    return load_dataset(name, **DATASETS[name])
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_each_model_trains_on_each_dataset_it_supports(name, dataset):
+    data = _dataset(dataset)
+    if name in ("cnn", "resnet20", "wrn16_4") and len(data.input_shape) != 3:
+        with pytest.raises(UserInputError, match=name):
+            build_model(name, data.input_shape, data.num_outputs)
+        return
+    model = build_model(name, data.input_shape, data.num_outputs)
+    out = model(data.x_train[:4])
+    assert out.shape == (4, data.num_outputs)
+    if data.task == "classification":
+        loss = torch.nn.functional.cross_entropy(out, data.y_train[:4])
+    else:
+        loss = torch.nn.functional.mse_loss(out, data.y_train[:4])
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_resnet20_has_the_published_parameter_count():
