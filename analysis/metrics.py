@@ -123,8 +123,8 @@ def _keys_of(frame: pd.DataFrame, by: Sequence[str], groups: list[np.ndarray]) -
     return frame.iloc[first][list(by)].reset_index(drop=True)
 
 
-def _seed_mean(usable: pd.DataFrame, metric: str, keys: Sequence[str]) -> pd.DataFrame:
-    """Seed-mean of the capped metric per value of ``keys`` (column ``value``)."""
+def _mean_capped(usable: pd.DataFrame, metric: str, keys: Sequence[str]) -> pd.DataFrame:
+    """Mean of the capped metric over the runs sharing each value of ``keys`` (column ``value``)."""
     frame = usable[list(keys)].assign(value=capped_metric(usable, metric).to_numpy())
     return frame.groupby(list(keys), dropna=False, sort=True)["value"].mean().reset_index()
 
@@ -490,7 +490,7 @@ def expected_max_curve(
     by = list(by)
     _require(trials, [*by, "trial_id", "outcome"], "expected_max_curve")
     sign = 1.0 if _direction(metric, direction) == "maximize" else -1.0
-    configs = _seed_mean(_usable(trials), metric, [*by, "trial_id"]).dropna(subset=["value"])
+    configs = _mean_capped(_usable(trials), metric, [*by, "trial_id"]).dropna(subset=["value"])
     groups = _group_index(configs, by)
     if ks is None:
         ks = range(1, max((len(g) for g in groups), default=0) + 1)
@@ -564,7 +564,7 @@ def worst_case_over_init(
     by = list(by)
     _require(trials, [*by, "init", "outcome"], "worst_case_over_init")
     maximize = _direction(metric, direction) == "maximize"
-    per_init = _seed_mean(_usable(trials), metric, [*by, "init"]).dropna(subset=["value"])
+    per_init = _mean_capped(_usable(trials), metric, [*by, "init"]).dropna(subset=["value"])
     per_init = per_init.reset_index(drop=True)
     group = per_init.groupby(by, dropna=False, sort=True)["value"]
     hi_row, lo_row = group.idxmax().to_numpy(), group.idxmin().to_numpy()
@@ -615,13 +615,14 @@ def paired_comparison(
     present = sorted(trials["optimizer"].dropna().unique())
     if baseline not in present:
         raise UserInputError(
-            f"baseline optimizer {baseline!r} is not in the trials; present: {', '.join(present) or 'none'}"
+            f"baseline optimizer {baseline!r} is not in the trials; "
+            f"present: {', '.join(present) or 'none'}"
         )
     maximize = _direction(metric, direction) == "maximize"
     usable = _usable(trials)
     if level == "run":
         pair_on = ["init", "beta", "lr", "seed"]
-        per_run = _seed_mean(usable, metric, ["optimizer", *pair_on])
+        per_run = _mean_capped(usable, metric, ["optimizer", *pair_on])
     else:
         _require(trials, ["trial_id"], "paired_comparison(level='tuned')")
         pair_on = ["init", "seed"]
@@ -653,12 +654,12 @@ def paired_comparison(
 
 def _tuned_runs(usable: pd.DataFrame, metric: str, maximize: bool) -> pd.DataFrame:
     """Per-seed values of the best configuration of each (optimizer, init)."""
-    configs = _seed_mean(usable, metric, ["optimizer", "init", "trial_id"])
+    configs = _mean_capped(usable, metric, ["optimizer", "init", "trial_id"])
     configs = configs.dropna(subset=["value"]).reset_index(drop=True)
     group = configs.groupby(["optimizer", "init"], dropna=False, sort=True)["value"]
     best = configs.loc[(group.idxmax() if maximize else group.idxmin()).to_numpy(), "trial_id"]
     chosen = usable[usable["trial_id"].isin(set(best)).to_numpy(dtype=bool)]
-    return _seed_mean(chosen, metric, ["optimizer", "init", "seed"])
+    return _mean_capped(chosen, metric, ["optimizer", "init", "seed"])
 
 
 def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -732,7 +733,7 @@ def summary_by_optimizer(
     out["p_diverged"] = out["n_diverged"] / non_error.where(non_error > 0)
     out["n_configs"] = trials.groupby(by, dropna=False, sort=True)["trial_id"].nunique().to_numpy()
     usable = _usable(trials)
-    configs = _seed_mean(usable, "objective", [*by, "trial_id"]).dropna(subset=["value"])
+    configs = _mean_capped(usable, "objective", [*by, "trial_id"]).dropna(subset=["value"])
     configs = configs.reset_index(drop=True)
     group = configs.groupby(by, dropna=False, sort=True)["value"]
     best = configs.loc[(group.idxmax() if maximize else group.idxmin()).to_numpy()]
