@@ -181,6 +181,13 @@ def test_max_stable_lr_is_nan_when_all_diverged():
     assert math.isnan(out["lr_boundary_logistic"])
 
 
+def test_max_stable_lr_skips_an_lr_whose_runs_all_errored():
+    trials = frame(grid(LRS4[:3], [[1, 1], [E, E], [D, D]]))
+    out = metrics.max_stable_lr(trials, n_boot=50).iloc[0]
+    assert out["max_stable_lr"] == 1e-3 and out["first_diverging_lr"] == 1e-1
+    assert out["n_lrs"] == 2
+
+
 def test_max_stable_lr_ci_collapses_when_seeds_agree():
     trials = frame(grid(LRS4, [[1] * 5, [1] * 5, [D] * 5, [D] * 5]))
     out = metrics.max_stable_lr(trials, n_boot=300).iloc[0]
