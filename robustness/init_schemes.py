@@ -70,6 +70,7 @@ def _kaiming_args(scheme: str, mode: str, nonlinearity: str) -> None:
 
 
 def _kaiming_normal(*, mode: str = "fan_in", nonlinearity: str = "relu") -> _Sampler:
+    """N(0, std²), std = gain·c/sqrt(fan) (He et al. 2015)."""
     _kaiming_args("kaiming_normal", mode, nonlinearity)
     return lambda w, g: nn.init.kaiming_normal_(
         w, mode=mode, nonlinearity=nonlinearity, generator=g
@@ -77,6 +78,7 @@ def _kaiming_normal(*, mode: str = "fan_in", nonlinearity: str = "relu") -> _Sam
 
 
 def _kaiming_uniform(*, mode: str = "fan_in", nonlinearity: str = "relu") -> _Sampler:
+    """U(-b, b), b = gain·c·sqrt(3/fan) (He et al. 2015)."""
     _kaiming_args("kaiming_uniform", mode, nonlinearity)
     return lambda w, g: nn.init.kaiming_uniform_(
         w, mode=mode, nonlinearity=nonlinearity, generator=g
@@ -84,28 +86,33 @@ def _kaiming_uniform(*, mode: str = "fan_in", nonlinearity: str = "relu") -> _Sa
 
 
 def _xavier_normal() -> _Sampler:
+    """N(0, std²), std = gain·sqrt(2/(fan_in+fan_out)) (Glorot & Bengio 2010)."""
     return lambda w, g: nn.init.xavier_normal_(w, generator=g)
 
 
 def _xavier_uniform() -> _Sampler:
+    """U(-b, b), b = gain·sqrt(6/(fan_in+fan_out)) (Glorot & Bengio 2010)."""
     return lambda w, g: nn.init.xavier_uniform_(w, generator=g)
 
 
 def _orthogonal() -> _Sampler:
+    """gain times a random (semi-)orthogonal matrix (Saxe et al. 2014)."""
     return lambda w, g: nn.init.orthogonal_(w, generator=g)
 
 
 def _lecun_normal() -> _Sampler:
+    """N(0, std²), std = gain/sqrt(fan_in), untruncated (LeCun et al. 1998)."""
     return lambda w, g: nn.init.kaiming_normal_(w, nonlinearity="linear", generator=g)
 
 
 def _normal(*, std: float = 0.01) -> _Sampler:
+    """N(0, (gain·std)²)."""
     std = number_in("init 'normal'", "std", std, 0.0, math.inf)
     return lambda w, g: nn.init.normal_(w, 0.0, std, generator=g)
 
 
 def _default() -> None:
-    """PyTorch's own initialization (no sampler: step 1 already did it)."""
+    """PyTorch's own initialization times gain (no sampler: step 1 did it)."""
     return None
 
 
