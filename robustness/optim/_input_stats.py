@@ -1,0 +1,220 @@
+"""What INSGD measures about a layer's input, and the hooks that measure it.
+
+Two statistics, one per INSGD mode (ALGORITHMS.md):
+
+- :func:`input_power` (paper mode): the mean squared norm (``l2``) or mean norm
+  (``l1``) of the input vector one output neuron sees, over the batch and output
+  positions: a 0-dim tensor per layer.
+- :func:`standardized_input_statistic` (reference mode, the authors' code): the
+  batch mean of ``Σ z²`` (or ``Σ|z|``) of the per-sample standardized input, shaped
+  to broadcast over the layer's weight.
+
+Both run on the input's device with no host sync, in at least float32.
+:class:`InputProbe` records one of them from forward pre-hooks.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NORMS = ("l2", "l1")
+NORMALIZED_LAYERS = (nn.Linear, nn.Conv2d)
+
+# the authors' code: std floor, and what a NaN std (one spatial position) reads as
+_STD_FLOOR = 0.01
+_NAN_STD = 0.001
+# the authors' code adds this to the Linear statistic
+_LINEAR_OFFSET = 0.1
+
+Statistic = Callable[[nn.Module, Tensor, str], Tensor]
+
+
+def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
+    """Paper-mode input power of one batch ``x`` entering ``layer`` (0-dim tensor).
+
+    ``nn.Linear``: mean over the batch (and any leading dims) of ``‖x_n‖²``.
+    ``nn.Conv2d``: mean over the batch, output positions and groups of ``‖patch‖²``,
+    a patch being the ``C_in/groups × k_h × k_w`` window one output neuron sees
+    (zero or ``padding_mode`` padding included). Computed exactly in one pass over
+    ``x``, weighting each position's power by how many windows see it (the
+    coverage map, from a ones-kernel convolution with the layer's stride,
+    padding and dilation, cached): no unfold.
+    With ``norm="l1"`` the norm is ``‖·‖₁`` instead of ``‖·‖²``.
+    """
+    dtype = _stat_dtype(x)
+    order = 2 if norm == "l2" else 1
+    if isinstance(layer, nn.Linear):
+        rows = x.numel() // max(x.shape[-1], 1)
+        return _power(torch.linalg.vector_norm(x, order, dtype=dtype), norm) / rows
+    if isinstance(layer, nn.Conv2d):
+        batched = x if x.dim() == 4 else x.unsqueeze(0)
+        n, _, height, width = batched.shape
+        coverage, positions = _coverage(
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            layer.padding_mode,
+            (height, width),
+            x.device,
+            dtype,
+        )
+        rows = batched.to(dtype).reshape(-1, height * width)
+        elementwise = rows.square() if norm == "l2" else rows.abs()
+        total = torch.mv(elementwise, coverage).sum()
+        return total / (n * positions * layer.groups)
+    raise TypeError(f"INSGD normalizes nn.Linear and nn.Conv2d, not {type(layer).__name__}")
+
+
+@functools.lru_cache(maxsize=512)
+def _coverage(
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int] | str,
+    dilation: tuple[int, int],
+    padding_mode: str,
+    size: tuple[int, int],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Tensor, int]:
+    """How many output windows see each input position (flat ``H·W``), and ``H'·W'``.
+
+    ``Σ_windows ‖patch‖² = Σ_positions coverage·‖x_position‖²``, so one
+    matrix-vector product gives the batch's total patch power in a single pass over
+    ``x``. Obtained as the gradient of ``sum(conv2d(pad(ones), ones))``, which
+    counts exactly, whatever the stride, padding, padding mode and dilation.
+    Cached per layer geometry and input size; callers must not modify it.
+    """
+    with torch.enable_grad():
+        ones = torch.ones((1, 1, *size), dtype=dtype, device=device, requires_grad=True)
+        padded, conv_padding = ones, padding
+        if padding_mode != "zeros":
+            padded = F.pad(ones, _reversed_padding(kernel_size, padding, dilation), padding_mode)
+            conv_padding = 0
+        kernel = torch.ones((1, 1, *kernel_size), dtype=dtype, device=device)
+        windows = F.conv2d(padded, kernel, None, stride, conv_padding, dilation)
+        (coverage,) = torch.autograd.grad(windows.sum(), ones)
+    return coverage.reshape(-1), windows.shape[-2] * windows.shape[-1]
+
+
+def _reversed_padding(
+    kernel_size: tuple[int, int], padding: tuple[int, int] | str, dilation: tuple[int, int]
+) -> tuple[int, ...]:
+    """``F.pad`` amounts for a Conv2d's padding, as ``nn.Conv2d`` computes them."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        amounts: list[int] = []
+        for k, d in zip(reversed(kernel_size), reversed(dilation), strict=True):
+            total = d * (k - 1)
+            amounts += [total // 2, total - total // 2]
+        return tuple(amounts)
+    return tuple(p for p in reversed(padding) for _ in range(2))
+
+
+def standardized_input_statistic(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
+    """Reference-mode statistic of one batch ``x`` entering ``layer``.
+
+    Each sample (``nn.Linear``: across its features) or each (sample, channel) map
+    (``nn.Conv2d``: across its spatial positions) is standardized,
+    ``z = (x − mean) / max(std_unbiased, 0.01)`` (a NaN std, from a single element,
+    reads as 0.001), and ``Σ z²`` (``l1``: ``Σ|z|``) is averaged over the batch.
+    ``nn.Linear`` adds 0.1 and returns a 0-dim tensor; ``nn.Conv2d`` returns one
+    value per input channel, shaped ``(C_out or 1, C_in/groups, 1, 1)`` to
+    broadcast over the weight's input-channel axis (grouped convolutions included).
+    For ``l2`` and std ≥ 0.01, ``Σ z²`` is ``n − 1`` whatever the data.
+    """
+    dtype = _stat_dtype(x)
+    if isinstance(layer, nn.Linear):
+        per_sample = _standardized_sum(x.to(dtype), dims=(-1,), norm=norm)
+        return per_sample.mean() + _LINEAR_OFFSET
+    if isinstance(layer, nn.Conv2d):
+        batched = x if x.dim() == 4 else x.unsqueeze(0)
+        per_channel = _standardized_sum(batched.to(dtype), dims=(2, 3), norm=norm).mean(0)
+        groups = layer.groups
+        if groups == 1:
+            return per_channel.view(1, -1, 1, 1)
+        c_in, c_out = per_channel.shape[0], layer.out_channels
+        by_group = per_channel.view(groups, 1, c_in // groups)
+        return by_group.expand(groups, c_out // groups, c_in // groups).reshape(
+            c_out, c_in // groups, 1, 1
+        )
+    raise TypeError(f"INSGD normalizes nn.Linear and nn.Conv2d, not {type(layer).__name__}")
+
+
+def _standardized_sum(x: Tensor, dims: tuple[int, ...], norm: str) -> Tensor:
+    """``Σ_dims z²`` (or ``Σ_dims |z|``) of ``x`` standardized over ``dims``."""
+    count = math.prod(x.shape[d] for d in dims)
+    if count < 2:  # std is NaN, read as 0.001; x − mean is 0, so z is 0
+        return torch.zeros_like(x.sum(dim=dims))
+    var, mean = torch.var_mean(x, dim=dims, correction=1, keepdim=True)
+    std = var.sqrt().clamp_min(_STD_FLOOR).nan_to_num(nan=_NAN_STD)
+    if norm == "l2":  # Σ (x − mean)² = (count − 1)·var
+        total = var * (count - 1) / std.square()
+    else:
+        total = (x - mean).abs().sum(dim=dims, keepdim=True) / std
+    return total.squeeze(dims)
+
+
+def _power(norms: Tensor, norm: str) -> Tensor:
+    return norms.square() if norm == "l2" else norms
+
+
+def _stat_dtype(x: Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+class InputProbe:
+    """Records a statistic of the inputs of the layers that use one weight.
+
+    A forward pre-hook on each attached layer computes ``statistic(layer, x,
+    norm)`` and accumulates it. The hook records only forward passes whose
+    gradient can reach the weight: the layer is in training mode **and** grad mode
+    is enabled. So evaluation passes (``model.eval()`` or ``torch.no_grad()``) leave
+    INSGD's state untouched. :meth:`take` returns the mean of the measurements
+    since the last call (several forward passes between two steps, as in gradient
+    accumulation, are averaged) and resets.
+    """
+
+    def __init__(self, statistic: Statistic, norm: str) -> None:
+        self._statistic = statistic
+        self._norm = norm
+        self._sum: Tensor | None = None
+        self._count = 0
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def attach(self, layer: nn.Module) -> None:
+        """Measure the inputs of ``layer`` from now on."""
+        self._handles.append(layer.register_forward_pre_hook(self._record))
+
+    def _record(self, layer: nn.Module, args: tuple) -> None:
+        if not (layer.training and torch.is_grad_enabled()) or not args:
+            return
+        with torch.no_grad():
+            self.add(self._statistic(layer, args[0].detach(), self._norm))
+
+    def add(self, value: Tensor) -> None:
+        """Record one measurement (the hook's job; public for benchmarks and tests)."""
+        self._sum = value if self._sum is None else self._sum + value
+        self._count += 1
+
+    def take(self) -> Tensor | None:
+        """The mean measurement since the last ``take``, or None if there was none."""
+        if self._sum is None:
+            return None
+        mean = self._sum if self._count == 1 else self._sum / self._count
+        self._sum, self._count = None, 0
+        return mean
+
+    def remove(self) -> None:
+        """Remove the hooks (idempotent); later forward passes are not measured."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._sum, self._count = None, 0

@@ -1,0 +1,222 @@
+"""NovoGrad (Ginsburg et al. 2019, arXiv 1905.11286, Algorithm 1), exactly.
+
+Per parameter tensor, with ``n_t = ‖g_t‖²``::
+
+    v_1 = n_1;  v_t = β2·v_{t−1} + (1−β2)·n_t
+    u_t = g_t / (√v_t + ε) + wd·w_t        (× (1−β1) with grad_averaging)
+    m_t = β1·m_{t−1} + u_t,  m_0 = 0
+    w  ← w − lr·m_t
+
+No bias correction (``v_1 = n_1`` removes it). A tensor whose gradient is all
+zeros before its first non-zero one has not started: ``v`` stays 0 and ``w`` does
+not move (its weight decay waits too). ``p.grad`` is never modified.
+
+Compared with public implementations (ALGORITHMS.md): the same math as NeMo,
+timm's NvNovoGrad and ``torch_optimizer.NovoGrad`` *with betas set explicitly*
+(its default β2 is 0). ``torch_optimizer`` divides ``p.grad`` in place, keeps
+``v`` in the default dtype (float32 even for float64 parameters), and on a zero
+first gradient with weight decay it still moves ``w`` by the decay; here none of
+that happens. ``pytorch_optimizer.NovoGrad`` skips ``(1−β1)`` on the first step
+under grad_averaging.
+
+``NovoGrad`` does the bookkeeping; :func:`novograd` is the math, with a simple
+per-tensor path and a multi-tensor ``torch._foreach_*`` path that treats the
+per-tensor scalars as one vector (no host sync in either).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from robustness.errors import UserInputError
+from robustness.optim._multi_tensor import (
+    device_scalar,
+    group_by_device_and_dtype,
+    map_concatenated,
+)
+from robustness.optim._validation import (
+    check_coefficient,
+    check_flag,
+    check_non_negative,
+    check_positive,
+)
+
+__all__ = ["NovoGrad", "novograd"]
+
+
+class NovoGrad(torch.optim.Optimizer):
+    """NovoGrad, the paper's Algorithm 1 (see the module docstring).
+
+    Args:
+        params: parameters or parameter groups, as for any ``torch.optim`` optimizer.
+        lr: learning rate, > 0.
+        betas: ``(β1, β2)``, each in [0, 1): first-moment and second-moment
+            (squared gradient norm) coefficients.
+        eps: added to ``√v`` in the denominator, ≥ 0.
+        weight_decay: L2 penalty added to the normalized gradient, ≥ 0.
+        grad_averaging: scale ``u_t`` by ``(1−β1)``.
+        foreach: use the multi-tensor path (default) instead of the per-tensor loop.
+
+    State per tensor: ``exp_avg`` (``m``, shaped like the tensor) and ``exp_avg_sq``
+    (``v``, a 0-dim tensor, 0 until the tensor's first non-zero gradient).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict],
+        lr: float,
+        betas: tuple[float, float] = (0.95, 0.98),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        grad_averaging: bool = False,
+        *,
+        foreach: bool = True,
+    ) -> None:
+        check_positive("lr", lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise UserInputError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        check_coefficient("beta1", betas[0])
+        check_coefficient("beta2", betas[1])
+        check_non_negative("eps", eps)
+        check_non_negative("weight_decay", weight_decay)
+        check_flag("grad_averaging", grad_averaging)
+        check_flag("foreach", foreach)
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "grad_averaging": grad_averaging,
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One NovoGrad step on every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, exp_avgs, exp_avg_sqs = [], [], [], []
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                if grad.is_sparse:
+                    raise RuntimeError("NovoGrad does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros((), dtype=p.dtype, device=p.device)
+                params.append(p)
+                grads.append(grad)
+                exp_avgs.append(state["exp_avg"])
+                exp_avg_sqs.append(state["exp_avg_sq"])
+            beta1, beta2 = group["betas"]
+            novograd(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                grad_averaging=group["grad_averaging"],
+                foreach=group["foreach"],
+            )
+        return loss
+
+
+def novograd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    grad_averaging: bool,
+    foreach: bool = True,
+) -> None:
+    """One NovoGrad step, updating ``params``, ``exp_avgs`` and ``exp_avg_sqs`` in place.
+
+    ``exp_avg_sqs`` are 0-dim tensors, 0 for a tensor that has not started.
+    ``grads`` are read only.
+    """
+    if not params:
+        return
+    path = _multi_tensor_novograd if foreach else _single_tensor_novograd
+    path(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        averaging=(1.0 - beta1) if grad_averaging else 1.0,
+    )
+
+
+def _second_moment(
+    v: Tensor, norm_sq: Tensor, *, beta2: float, eps: float, weight_decay: float, averaging: float
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Per-tensor scalars of one step: ``v_t``, and ``a``, ``b`` with ``u_t = a·g + b·w``.
+
+    Elementwise, so it serves one tensor's 0-dim state or all tensors' stacked.
+    Before a tensor's first non-zero gradient ``v`` stays 0 and ``a = b = 0``.
+    ``b`` is None without weight decay.
+    """
+    v = torch.where(v > 0, v.lerp(norm_sq, 1.0 - beta2), norm_sq)
+    not_started = v == 0
+    a = (v.sqrt() + eps).reciprocal().mul_(averaging).masked_fill_(not_started, 0.0)
+    if not weight_decay:
+        return v, a, None
+    b = torch.full_like(v, weight_decay * averaging).masked_fill_(not_started, 0.0)
+    return v, a, b
+
+
+def _single_tensor_novograd(
+    params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, averaging
+) -> None:
+    for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
+        norm_sq = torch.linalg.vector_norm(g).square()
+        v_new, a, b = _second_moment(
+            v, norm_sq, beta2=beta2, eps=eps, weight_decay=weight_decay, averaging=averaging
+        )
+        v.copy_(v_new)
+        m.mul_(beta1).addcmul_(g, a)
+        if b is not None:
+            m.addcmul_(p, b)
+        p.add_(m, alpha=-lr)
+
+
+def _multi_tensor_novograd(
+    params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, averaging
+) -> None:
+    for _, ps, gs, ms, vs in group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs):
+        new_vs, a, b = map_concatenated(
+            lambda v, n: _second_moment(
+                v, n.square(), beta2=beta2, eps=eps, weight_decay=weight_decay, averaging=averaging
+            ),
+            vs,
+            torch._foreach_norm(gs),
+        )
+        torch._foreach_copy_(vs, new_vs)
+        torch._foreach_mul_(ms, device_scalar(beta1, ms[0]))
+        torch._foreach_addcmul_(ms, gs, a)
+        if b is not None:
+            torch._foreach_addcmul_(ms, ps, b)
+        torch._foreach_add_(ps, ms, alpha=-lr)
