@@ -112,7 +112,7 @@ def _normal(*, std: float = 0.01) -> _Sampler:
 
 
 def _default() -> None:
-    """PyTorch's own initialization times gain (no sampler: step 1 did it)."""
+    """PyTorch's own initialization, weights times gain, biases kept (no sampler needed)."""
     return None
 
 

@@ -174,7 +174,7 @@ _CIFAR100_LABELS = {"fine": 100, "coarse": 20}
 
 
 def cifar100(root: str | None, /, *, augment: bool = True, label_mode: str = "fine") -> Dataset:
-    """CIFAR-100: (3, 32, 32), 100 fine classes or (``label_mode="coarse"``) 20."""
+    """CIFAR-100: (3, 32, 32), 100 fine or 20 coarse classes, python or binary version."""
     if label_mode not in _CIFAR100_LABELS:
         raise unknown_choice("label_mode for dataset 'cifar100'", label_mode, _CIFAR100_LABELS)
     return _cifar_dataset(

@@ -127,7 +127,7 @@ def _stages(widths: tuple[int, ...], blocks: int, in_channels: int, make_block) 
 
 
 def resnet20(input_shape: tuple[int, ...], num_outputs: int, *, shortcut: str = "A") -> nn.Module:
-    """CIFAR ResNet-20 (He et al. 2016); ``shortcut`` is "A" (default) or "B"."""
+    """CIFAR ResNet-20 (He et al. 2016), 0.27M parameters; shortcut "A" (default) or "B"."""
     c, _, _ = image_shape("resnet20", input_shape)
     if shortcut not in SHORTCUTS:
         raise unknown_choice("shortcut for model 'resnet20'", shortcut, SHORTCUTS)
@@ -137,7 +137,7 @@ def resnet20(input_shape: tuple[int, ...], num_outputs: int, *, shortcut: str = 
 
 
 def wrn16_4(input_shape: tuple[int, ...], num_outputs: int, *, dropout: float = 0.0) -> nn.Module:
-    """Wide ResNet 16-4 (Zagoruyko & Komodakis 2016); ``dropout`` in [0, 1)."""
+    """Wide ResNet 16-4 (Zagoruyko & Komodakis 2016), 2.7M parameters; dropout in [0, 1)."""
     c, _, _ = image_shape("wrn16_4", input_shape)
     dropout = number_in("model 'wrn16_4'", "dropout", dropout, 0.0, 1.0, closed_low=True)
     stem = nn.Conv2d(c, 16, 3, 1, 1, bias=False)
