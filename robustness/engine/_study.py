@@ -68,9 +68,7 @@ def run_study(
     plan = make_plan(spec)
     out = Path(out_dir).expanduser().resolve()
     resolved = spec.resolved()
-    started = _prepare_out_dir(out, resolved, resume=resume)
-    store.write_spec(out, resolved, {**store.provenance(started), "resumed": resume})
-
+    started = _check_out_dir(out, resolved, resume=resume)
     cpu, gpu = float(spec.resources.cpu), float(spec.resources.gpu)
     concurrent = max_concurrent or spec.resources.max_concurrent
     if concurrent is not None and concurrent < 1:
@@ -82,6 +80,8 @@ def run_study(
         _cluster.check_resources(cpu, gpu)
         if address is not None:
             _cluster.check_shared_path(out, shared=shared_storage)
+        out.mkdir(parents=True, exist_ok=True)
+        store.write_spec(out, resolved, {**store.provenance(started), "resumed": resume})
         _run_tuner(spec, plan, out, cpu=cpu, gpu=gpu, concurrent=concurrent, progress=progress)
     finally:
         optuna.logging.set_verbosity(optuna_verbosity)
@@ -225,13 +225,12 @@ def _scheduler(spec: Any) -> Any:
     )
 
 
-def _prepare_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> Any:
-    """Refuse to mix studies; return the study's start time (kept across resumes)."""
-    nonempty = out.exists() and any(out.iterdir())
+def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> Any:
+    """Refuse to mix studies (writes nothing); return the study's start time, kept
+    across resumes."""
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {str(out)!r} exists and is not a directory")
-    if not nonempty:
-        out.mkdir(parents=True, exist_ok=True)
+    if not (out.exists() and any(out.iterdir())):
         return store.utc_now()
     spec_file = out / SPEC_FILE
     if not resume:
