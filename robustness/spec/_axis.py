@@ -9,9 +9,10 @@ Forms (YAML):
 - ``{log: [lo, hi]}``: a log-uniform distribution (non-grid samplers only);
 - ``{uniform: [lo, hi]}``: a uniform distribution (non-grid samplers only).
 
-The first four forms are finite: the grid sampler enumerates them, and a non-grid
-sampler picks among their values (an Optuna ``CategoricalDistribution``, so the
-values a study can run are exactly the ones written). ``AxisSpec[V]`` checks every
+The first four forms are finite: the grid sampler enumerates them. A non-grid
+sampler draws ``int`` ranges from an ``IntDistribution`` and picks among the values
+of the others (a ``CategoricalDistribution``, so the values a study can run are
+exactly the ones written). ``AxisSpec[V]`` checks every
 written value against ``V`` (e.g. ``PositiveFloat`` for ``lr``).
 """
 
@@ -30,13 +31,15 @@ if TYPE_CHECKING:
 V = TypeVar("V")
 
 # The forms as a user reads them, for messages.
+# The forms as a user reads them, for messages. Placeholders are upper case: the CLI
+# prints messages through rich, which would take "[lo, hi]" for a markup tag.
 AXIS_FORMS = (
-    "a list [a, b, ...]",
-    "{log: [lo, hi], points: n}",
-    "{linear: [lo, hi], points: n}",
-    "{int: [lo, hi]}",
-    "{choice: [a, b, ...]}",
-    "{log: [lo, hi]} or {uniform: [lo, hi]} (non-grid samplers)",
+    "a list [A, B, ...]",
+    "{log: [LO, HI], points: N}",
+    "{linear: [LO, HI], points: N}",
+    "{int: [LO, HI]}",
+    "{choice: [A, B, ...]}",
+    "{log: [LO, HI]} or {uniform: [LO, HI]} (non-grid samplers)",
 )
 
 _AXIS_KEYS = ["log", "linear", "points", "int", "choice", "uniform"]
@@ -87,7 +90,7 @@ class AxisSpec(Section, Generic[V]):
                 "give the axis in exactly one of these forms: " + "; ".join(AXIS_FORMS)
             )
         if self.points is not None and forms[0] not in ("log", "linear"):
-            raise ValueError("'points' goes only with {log: [lo, hi]} or {linear: [lo, hi]}")
+            raise ValueError("'points' goes only with {log: [LO, HI]} or {linear: [LO, HI]}")
         if self.values is not None:
             if not self.values:
                 raise ValueError("the list of values is empty; give at least one value")
@@ -97,11 +100,11 @@ class AxisSpec(Section, Generic[V]):
         key = forms[0].rstrip("_")
         lo, hi = getattr(self, forms[0])
         if not (_is_number(lo) and _is_number(hi)):
-            raise ValueError(f"{key}: [lo, hi] must be two numbers, got [{lo!r}, {hi!r}]")
+            raise ValueError(f"{key}: [LO, HI] must be two numbers, got [{lo!r}, {hi!r}]")
         if key == "log" and lo <= 0:
-            raise ValueError(f"log: lo must be > 0 for a log scale, got [{lo}, {hi}]")
+            raise ValueError(f"log: LO must be > 0 for a log scale, got [{lo}, {hi}]")
         if lo >= hi:
-            raise ValueError(f"{key}: [lo, hi] needs lo < hi, got [{lo}, {hi}]")
+            raise ValueError(f"{key}: [LO, HI] needs LO < HI, got [{lo}, {hi}]")
         return self
 
     def _given(self, name: str) -> bool:
@@ -163,9 +166,16 @@ class AxisSpec(Section, Generic[V]):
         return list(bounds)  # type: ignore[arg-type]
 
     def distribution(self) -> BaseDistribution:
-        """The axis as an Optuna distribution (finite axes are categorical)."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution
+        """The axis as an Optuna distribution: ``int`` ranges are integer distributions,
+        the other finite axes categorical, ``log``/``uniform`` float distributions."""
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
 
+        if self.int_ is not None:
+            return IntDistribution(self.int_[0], self.int_[1])
         if self.is_finite:
             return CategoricalDistribution(self.grid_values())
         if self.log is not None:

@@ -63,7 +63,7 @@ class OptimizerPlan:
         ]
 
     def distributions(self) -> dict[str, BaseDistribution]:
-        """Axis -> Optuna distribution (finite axes are categorical)."""
+        """Axis -> Optuna distribution (see ``AxisSpec.distribution``)."""
         return {name: axis.distribution() for name, axis in self.axes.items()}
 
 

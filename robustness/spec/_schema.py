@@ -46,18 +46,14 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, (bool, int, float, str)):
         return value
     raise PydanticCustomError(
-        "scalar",
-        "an axis value must be a number, a string or a boolean, got {value!r}",
-        {"value": value},
+        "scalar", f"an axis value must be a number, a string or a boolean, got {value!r}"
     )
 
 
 def _batch_size(value: Any) -> int | str:
     if value == "full" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
-    raise PydanticCustomError(
-        "batch_size", "must be a positive integer or 'full' (got {value!r})", {"value": value}
-    )
+    raise PydanticCustomError("batch_size", f"must be a positive integer or 'full' (got {value!r})")
 
 
 Scalar = Annotated[Any, PlainValidator(_scalar)]
@@ -129,16 +125,14 @@ class OptimizerSpec(BaseModel):
             raise PydanticCustomError(
                 "optimizer_entry",
                 "an optimizer entry is a mapping of fixed keyword arguments (or empty), "
-                "got {value!r}",
-                {"value": data},
+                f"got {data!r}",
             )
         axes = [key for key in CORE_AXES if key in data]
         if axes:
             raise PydanticCustomError(
                 "optimizer_axis",
-                "{keys} are swept axes, not fixed arguments; to fix one for this optimizer "
-                "write `space: {{{first}: [value]}}` under it",
-                {"keys": ", ".join(axes), "first": axes[0]},
+                f"{', '.join(axes)}: swept axes, not fixed arguments; to fix one for this "
+                f"optimizer write `space: {{{axes[0]}: [{data[axes[0]]!r}]}}` under it",
             )
         return data
 
