@@ -1,0 +1,100 @@
+"""The optimizer factory: names, the beta/beta2 mapping, pass-through and refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustness.errors import UserInputError
+from robustness.optim import INSGD, OPTIMIZERS, NovoGrad, build_optimizer, optimizer_axes
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def test_the_three_optimizers_are_registered_with_their_axes():
+    assert set(OPTIMIZERS) == {"sgd", "insgd", "novograd"}
+    assert optimizer_axes("sgd") == ("beta",)
+    assert optimizer_axes("insgd") == ("beta", "beta2")
+    assert optimizer_axes("novograd") == ("beta", "beta2")
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"weight_decay": 0.01, "nesterov": True}, {"foreach": True}]
+)
+def test_sgd_from_the_registry_has_the_trajectory_of_torch_sgd(kwargs):
+    ours, theirs = _model(), _model()
+    opt = build_optimizer("sgd", ours, lr=0.1, beta=0.8, **kwargs)
+    ref = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.8, **kwargs)
+    assert type(opt) is torch.optim.SGD
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x, y = torch.randn(4, 5, generator=gen), torch.randint(0, 3, (4,), generator=gen)
+        for m, o in ((ours, opt), (theirs, ref)):
+            o.zero_grad()
+            F.cross_entropy(m(x), y).backward()
+            o.step()
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_beta_and_beta2_map_to_each_optimizers_own_arguments():
+    sgd = build_optimizer("sgd", _model(), lr=0.1, beta=0.7)
+    assert sgd.param_groups[0]["momentum"] == 0.7
+    insgd = build_optimizer("insgd", _model(), lr=0.1, beta=0.6, beta2=0.95)
+    assert isinstance(insgd, INSGD)
+    assert (insgd.param_groups[0]["momentum"], insgd.param_groups[0]["beta"]) == (0.6, 0.95)
+    insgd.close()
+    novograd = build_optimizer("novograd", _model(), lr=0.1, beta=0.9, beta2=0.5)
+    assert isinstance(novograd, NovoGrad)
+    assert novograd.param_groups[0]["betas"] == (0.9, 0.5)
+
+
+def test_none_means_each_optimizers_default():
+    assert build_optimizer("sgd", _model(), lr=0.1).param_groups[0]["momentum"] == 0.9
+    insgd = build_optimizer("insgd", _model(), lr=0.1)
+    assert (insgd.param_groups[0]["momentum"], insgd.param_groups[0]["beta"]) == (0.9, 0.99)
+    insgd.close()
+    novograd = build_optimizer("novograd", _model(), lr=0.1, beta=0.5)
+    assert novograd.param_groups[0]["betas"] == (0.5, 0.98)
+
+
+def test_fixed_arguments_pass_through():
+    insgd = build_optimizer(
+        "insgd", _model(), lr=0.1, mode="reference", norm="l1", eps=0.05, weight_decay=0.01
+    )
+    assert (insgd.mode, insgd.norm) == ("reference", "l1")
+    assert (insgd.param_groups[0]["eps"], insgd.param_groups[0]["weight_decay"]) == (0.05, 0.01)
+    insgd.close()
+    novograd = build_optimizer("novograd", _model(), lr=0.1, grad_averaging=True, eps=1e-6)
+    assert novograd.param_groups[0]["grad_averaging"] is True
+    assert novograd.param_groups[0]["eps"] == 1e-6
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "needle"),
+    [
+        ("adam", {"lr": 0.1}, "unknown optimizer 'adam'; allowed: insgd, novograd, sgd"),
+        ("sgd", {"lr": -0.1}, "lr must be"),
+        ("sgd", {"lr": float("nan")}, "lr must be"),
+        ("insgd", {"lr": 0.1, "beta": 1.0}, r"beta must be in \[0, 1\)"),
+        ("novograd", {"lr": 0.1, "beta2": -0.2}, r"beta2 must be in \[0, 1\)"),
+        ("sgd", {"lr": 0.1, "beta2": 0.9}, "no beta2 axis"),
+        ("insgd", {"lr": 0.1, "mode": "fast"}, "unknown mode 'fast'; allowed: paper, reference"),
+        ("insgd", {"lr": 0.1, "norm": "l3"}, "allowed: l1, l2"),
+        (
+            "novograd",
+            {"lr": 0.1, "momentum": 0.9},
+            r"unknown argument\(s\) 'momentum'.*allowed: eps",
+        ),
+        ("sgd", {"lr": 0.1, "weight_decay": -1}, "weight_decay"),
+        ("sgd", {"lr": 0.1, "beta": 0.0, "nesterov": True}, "nesterov"),
+    ],
+)
+def test_bad_input_is_a_user_input_error_saying_what_is_allowed(name, kwargs, needle):
+    with pytest.raises(UserInputError, match=needle):
+        build_optimizer(name, _model(), **kwargs)
