@@ -71,6 +71,16 @@ def test_idx_files_are_read_back_exactly(tmp_path, name, gz):
     assert data.augment is None
 
 
+def test_rewritten_files_are_read_again_not_served_from_the_cache(tmp_path):
+    write_mnist(tmp_path)
+    assert load_dataset("mnist", root=str(tmp_path)).y_train.tolist() == [0, 1, 2, 9, 4, 5]
+    labels = tmp_path / "mnist" / "train-labels-idx1-ubyte"
+    before = labels.stat().st_mtime_ns
+    write_idx(labels, np.array([5, 4, 3, 2, 1, 0], dtype=np.uint8))  # same size
+    os.utime(labels, ns=(before + 10**9, before + 10**9))  # a later modification time
+    assert load_dataset("mnist", root=str(tmp_path)).y_train.tolist() == [5, 4, 3, 2, 1, 0]
+
+
 def test_data_root_comes_from_the_environment_variable(tmp_path, monkeypatch):
     write_mnist(tmp_path)
     monkeypatch.setenv(ENV_VAR, str(tmp_path))

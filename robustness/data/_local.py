@@ -20,10 +20,11 @@ random crop (pad 4) + horizontal flip on the device unless ``augment=False``.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -73,6 +74,58 @@ def _missing_error(
     )
 
 
+class _SplitReader(NamedTuple):
+    """How to read one split of a dataset: the file format and which labels to take."""
+
+    fmt: str  # "idx", "cifar-python" or "cifar-binary"
+    label_key: str = "labels"  # cifar-python: the dict key holding the labels
+    label_bytes: int = 1  # cifar-binary: label bytes per record
+    label_index: int = 0  # cifar-binary: which of them to use
+
+    def read(self, files: tuple[Path, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images (N, C, H, W) and labels (N,) from the split's files, in order."""
+        if self.fmt == "idx":
+            images_file, labels_file = files
+            images, labels = read_idx(images_file, ndim=3)[:, None], read_idx(labels_file, ndim=1)
+            if len(images) != len(labels):
+                raise UserInputError(
+                    f"{images_file} has {len(images)} images but {labels_file} has "
+                    f"{len(labels)} labels"
+                )
+            return images, labels
+        if self.fmt == "cifar-python":
+            batches = [read_python_batch(f, self.label_key) for f in files]
+        else:
+            batches = [read_binary_batch(f, self.label_bytes, self.label_index) for f in files]
+        return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+_Split = tuple[np.ndarray, np.ndarray, tuple[list[float], list[float]]]
+
+
+def _read_split(reader: _SplitReader, files: Sequence[Path]) -> _Split:
+    """``reader.read(files)`` and the images' channel statistics, cached per process
+    while the files are unchanged.
+
+    A study runs many trials in the same worker process; decoding CIFAR takes
+    seconds, so the decoded (read-only) arrays are kept, keyed by the files' paths,
+    sizes and modification times.
+    """
+    stamps = tuple((st.st_size, st.st_mtime_ns) for st in (f.stat() for f in files))
+    return _read_split_cached(reader, tuple(files), stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_split_cached(
+    reader: _SplitReader, files: tuple[Path, ...], stamps: tuple[tuple[int, int], ...]
+) -> _Split:
+    del stamps  # part of the cache key only
+    images, labels = reader.read(files)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels, _channel_stats(images)
+
+
 def _idx_dataset(name: str, root: str | None) -> Dataset:
     expected = (
         f"<root>/{name}/ with {', '.join(_IDX_FILES.values())} (each plain or .gz), "
@@ -87,17 +140,10 @@ def _idx_dataset(name: str, root: str | None) -> Dataset:
     missing = [base for key, base in _IDX_FILES.items() if key not in paths]
     if missing:
         raise _missing_error(name, folder, missing, expected)
-    parts = {}
-    for split in ("train", "test"):
-        images = read_idx(paths[f"{split}_images"], ndim=3)
-        labels = read_idx(paths[f"{split}_labels"], ndim=1)
-        if len(images) != len(labels):
-            raise UserInputError(
-                f"dataset {name!r}: {paths[f'{split}_images']} has {len(images)} images but "
-                f"{paths[f'{split}_labels']} has {len(labels)} labels"
-            )
-        parts[split] = (images[:, None], labels.astype(np.int64), paths[f"{split}_labels"])
-    return _standardized(name, parts, num_classes=10, augment=None, source="idx")
+    parts = {
+        split: (paths[f"{split}_images"], paths[f"{split}_labels"]) for split in ("train", "test")
+    }
+    return _standardized(name, _SplitReader("idx"), parts, num_classes=10, augment=False)
 
 
 def mnist(root: str | None, /) -> Dataset:
@@ -114,7 +160,7 @@ def _cifar_dataset(
     name: str,
     root: str | None,
     layouts: dict[str, tuple[str, list[str], list[str]]],
-    read: dict[str, Callable[[Path], tuple[np.ndarray, np.ndarray]]],
+    readers: dict[str, _SplitReader],
     num_classes: int,
     augment: bool,
 ) -> Dataset:
@@ -133,19 +179,12 @@ def _cifar_dataset(
     missing = [f for f in train_files + test_files if not (base / folder / f).is_file()]
     if missing:
         raise _missing_error(name, base / folder, missing, expected)
-    parts = {}
-    for split, files in (("train", train_files), ("test", test_files)):
-        batches = [read[kind](base / folder / f) for f in files]
-        images = np.concatenate([b[0] for b in batches])
-        labels = np.concatenate([b[1] for b in batches])
-        parts[split] = (images, labels, base / folder / files[0])
-    return _standardized(
-        name,
-        parts,
-        num_classes=num_classes,
-        augment=random_crop_flip if boolean(f"dataset {name!r}", "augment", augment) else None,
-        source=f"cifar-{kind}",
-    )
+    parts = {
+        "train": tuple(base / folder / f for f in train_files),
+        "test": tuple(base / folder / f for f in test_files),
+    }
+    augment = boolean(f"dataset {name!r}", "augment", augment)
+    return _standardized(name, readers[kind], parts, num_classes=num_classes, augment=augment)
 
 
 def cifar10(root: str | None, /, *, augment: bool = True) -> Dataset:
@@ -161,10 +200,7 @@ def cifar10(root: str | None, /, *, augment: bool = True) -> Dataset:
                 ["test_batch.bin"],
             ),
         },
-        {
-            "python": lambda p: read_python_batch(p, "labels"),
-            "binary": lambda p: read_binary_batch(p, label_bytes=1, label_index=0),
-        },
+        {"python": _SplitReader("cifar-python"), "binary": _SplitReader("cifar-binary")},
         num_classes=10,
         augment=augment,
     )
@@ -185,9 +221,9 @@ def cifar100(root: str | None, /, *, augment: bool = True, label_mode: str = "fi
             "binary": ("cifar-100-binary", ["train.bin"], ["test.bin"]),
         },
         {
-            "python": lambda p: read_python_batch(p, f"{label_mode}_labels"),
-            "binary": lambda p: read_binary_batch(
-                p, label_bytes=2, label_index=0 if label_mode == "coarse" else 1
+            "python": _SplitReader("cifar-python", label_key=f"{label_mode}_labels"),
+            "binary": _SplitReader(
+                "cifar-binary", label_bytes=2, label_index=0 if label_mode == "coarse" else 1
             ),
         },
         num_classes=_CIFAR100_LABELS[label_mode],
@@ -197,28 +233,27 @@ def cifar100(root: str | None, /, *, augment: bool = True, label_mode: str = "fi
 
 def _standardized(
     name: str,
-    parts: dict[str, tuple[np.ndarray, np.ndarray, Path]],
+    reader: _SplitReader,
+    parts: dict[str, tuple[Path, ...]],
     *,
     num_classes: int,
-    augment: Any,
-    source: str,
+    augment: bool,
 ) -> Dataset:
-    """A Dataset from uint8 (N, C, H, W) train/test images, standardized per channel."""
-    for _, labels, path in parts.values():
+    """A Dataset from the train and test files, standardized per channel."""
+    arrays = {split: _read_split(reader, files) for split, files in parts.items()}
+    for split, (_, labels, _) in arrays.items():
         bad = labels[(labels < 0) | (labels >= num_classes)]
         if bad.size:
+            files = ", ".join(str(f) for f in parts[split])
             raise UserInputError(
-                f"dataset {name!r}: label {int(bad[0])} in {path} is outside 0..{num_classes - 1}"
+                f"dataset {name!r}: label {int(bad[0])} in {files} is outside 0..{num_classes - 1}"
             )
-    train_images = parts["train"][0]
-    channels = range(train_images.shape[1])
-    mean = [float(train_images[:, c].mean(dtype=np.float64)) / 255 for c in channels]
-    std = [max(float(train_images[:, c].std(dtype=np.float64)) / 255, 1 / 255) for c in channels]
+    mean, std = arrays["train"][2]
     shift = torch.tensor(mean).view(1, -1, 1, 1)
     scale = torch.tensor(std).view(1, -1, 1, 1)
 
     def tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels, _ = parts[split]
+        images, labels, _ = arrays[split]
         x = torch.from_numpy(images.astype(np.float32)).div_(255)
         return x.sub_(shift).div_(scale), torch.from_numpy(labels.astype(np.int64))
 
@@ -237,10 +272,27 @@ def _standardized(
             "n_train": len(x_train),
             "n_val": len(x_val),
             "validation": "official test set",
-            "format": source,
+            "format": reader.fmt,
             "channel_mean": mean,
             "channel_std": std,
             "augment": "random_crop_flip(padding=4)" if augment else None,
         },
-        augment=augment,
+        augment=random_crop_flip if augment else None,
     )
+
+
+def _channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and population std of uint8 images, in [0, 1] units.
+
+    Exact and fast: from a 256-bin histogram per channel. The std is floored at
+    1/255 so a constant channel does not divide by zero.
+    """
+    values = np.arange(256, dtype=np.float64) / 255
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        counts = np.bincount(images[:, c].ravel(), minlength=256).astype(np.float64)
+        mean = counts @ values / counts.sum()
+        var = counts @ (values - mean) ** 2 / counts.sum()
+        means.append(float(mean))
+        stds.append(max(float(np.sqrt(var)), 1 / 255))
+    return means, stds
