@@ -16,6 +16,8 @@ CIFAR's 10,000 test images). Inputs are scaled to [0, 1], then standardized per
 channel with the mean and standard deviation of the training images (population
 std, floored at 1/255); both are in ``metadata``. CIFAR training batches get
 random crop (pad 4) + horizontal flip on the device unless ``augment=False``.
+Decoded files are cached per process (keyed by path, size and modification
+time), so the trials of a study that share a worker decode them once.
 """
 
 from __future__ import annotations
