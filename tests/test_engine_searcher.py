@@ -156,3 +156,16 @@ def test_reconcile_closes_trials_a_killed_driver_left_running(tmp_path):
     seen = [tuple(sorted(c["params"].items())) for c in configs[:2] + rest]
     assert len(set(seen)) == 6
     assert configs[2]["trial_id"] not in second.done_trial_ids()
+
+
+def test_reconcile_closes_a_trial_the_driver_died_inside_ask(tmp_path):
+    first = _searcher(tmp_path, [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)])
+    first.suggest("ray0")
+    _load(tmp_path, "s/a").ask()  # created, but no parameters yet when the driver died
+    second = _searcher(tmp_path, [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)])
+    assert not [t for t in _load(tmp_path, "s/a").trials if t.state == TrialState.RUNNING]
+    asked = []
+    while (config := second.suggest(f"new{len(asked)}")) != Searcher.FINISHED:
+        asked.append(config)
+    assert len(asked) == 6  # nothing was done: every grid point is asked, none twice
+    assert len({tuple(sorted(c["params"].items())) for c in asked}) == 6

@@ -106,7 +106,8 @@ class OptunaStudySearcher(Searcher):
                 continue
             study._storage.set_trial_user_attr(frozen._trial_id, "abandoned", True)
             study.tell(frozen.number, state=TrialState.FAIL)
-            study.enqueue_trial(dict(frozen.params), skip_if_exists=False)
+            if set(frozen.params) == set(entry.distributions):  # else it died inside ask
+                study.enqueue_trial(dict(frozen.params), skip_if_exists=False)
         return sum(1 for t in study.get_trials(deepcopy=False) if _counts_as_done(t))
 
     # -- Ray Tune Searcher API ----------------------------------------------------

@@ -1,0 +1,109 @@
+"""Resume after the driver is killed with SIGKILL mid-study: completed trials are
+neither lost nor re-run, and the final tables hold each run exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
+SPEC = {
+    "name": "killme",
+    "problem": {
+        "dataset": "digits",
+        "model": "mlp",
+        "model_args": {"widths": [16]},
+        "batch_size": 64,
+        "steps": 150,
+        "eval_every": 50,
+    },
+    "optimizers": {"novograd": {}},
+    "space": {"lr": LRS},
+    "seeds": [0],
+    "resources": {"cpu": 1, "max_concurrent": 1},
+}
+
+
+def _driver(spec, out, *extra):
+    command = [sys.executable, "-c", "from robustness.cli import main; main()"]
+    command += ["run", str(spec), "--out", str(out), "--no-report", "--quiet", *extra]
+    return subprocess.Popen(
+        command,
+        start_new_session=True,  # its own process group, so the test can clean up Ray
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _kill_group(process):
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _parts(out):
+    parts = out / "parts"
+    return (
+        {p: p.stat().st_mtime_ns for p in parts.glob("*.trials.parquet")} if parts.exists() else {}
+    )
+
+
+@pytest.fixture
+def killed_study(tmp_path):
+    """A study whose driver was SIGKILLed after two configurations were persisted."""
+    spec = tmp_path / "killme.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    out = tmp_path / "out"
+    driver = _driver(spec, out)
+    try:
+        deadline = time.monotonic() + 240
+        while len(_parts(out)) < 2:
+            assert driver.poll() is None, driver.stdout.read()
+            assert time.monotonic() < deadline, "the study persisted no trial in time"
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only, as a crash would
+        driver.wait(timeout=30)
+        persisted = _parts(out)
+    finally:
+        _kill_group(driver)  # Ray processes the dead driver may have left behind
+    assert len(persisted) < len(LRS), "the study finished before it could be killed"
+    return spec, out, persisted
+
+
+@pytest.mark.slow  # two driver starts and six trials: about a minute on 2 busy cores
+def test_resume_after_sigkill_keeps_finished_trials_and_runs_each_once(killed_study):
+    spec, out, persisted = killed_study
+    resumed = _driver(spec, out, "--resume")
+    try:
+        output, _ = resumed.communicate(timeout=400)
+    finally:
+        _kill_group(resumed)
+    assert resumed.returncode == 0, output
+
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == len(LRS) and trials["run_id"].is_unique
+    assert sorted(trials["lr"]) == LRS
+    for part, mtime in persisted.items():  # finished before the kill: kept, not re-run
+        assert part.stat().st_mtime_ns == mtime
+        assert part.name.removesuffix(".trials.parquet") in set(trials["trial_id"])
+
+    study = optuna.load_study(
+        study_name="killme/novograd", storage=f"sqlite:///{out / 'optuna.db'}"
+    )
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert states.count(TrialState.COMPLETE) == len(LRS)
+    abandoned = [t for t in study.trials if t.user_attrs.get("abandoned")]
+    assert len(abandoned) <= 1  # at most the one trial running when the driver died
+    spec_yaml = yaml.safe_load((out / "spec.yaml").read_text())
+    assert spec_yaml["provenance"]["resumed"] is True
