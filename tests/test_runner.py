@@ -271,3 +271,30 @@ def test_threads_are_restored_after_the_trial():
     before = torch.get_num_threads()
     run_trial(config(steps=5, threads=1))
     assert torch.get_num_threads() == before
+
+
+def test_a_nonfinite_initial_loss_is_a_divergence_at_step_0(monkeypatch):
+    real_build_model = trial_module.build_model
+
+    def build_model(*args, **kwargs):
+        model = real_build_model(*args, **kwargs)
+        model.register_forward_hook(lambda module, inputs, out: out * math.nan)
+        return model
+
+    monkeypatch.setattr(trial_module, "build_model", build_model)
+    record = run_trial(config()).records[0]
+    assert (record["outcome"], record["diverged_step"]) == ("diverged", 0)
+    assert record["divergence_cause"] == "nonfinite"
+    assert record["steps_done"] == 0
+    # no seed has a finite initial loss to cap at: the worst value, never NaN
+    assert record["objective"] == math.inf
+
+
+@pytest.mark.gpu
+def test_cuda_run_trains_with_data_and_generators_on_the_gpu():
+    result = run_trial(config(device="auto", threads=None, steps=100, seeds=(0, 1)))
+    assert [r["outcome"] for r in result.records] == ["converged", "converged"]
+    again = run_trial(config(device="cuda", threads=None, steps=100, seeds=(0,)))
+    assert again.records[0]["final_train_loss"] == pytest.approx(
+        result.records[0]["final_train_loss"], rel=1e-3
+    )
