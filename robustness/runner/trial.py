@@ -73,7 +73,8 @@ class TrialResult:
             (``study`` is None and ``node_id`` this host: the engine overwrites both).
         curves: one dict per evaluation of every seed, keys ``CURVE_COLUMNS``.
         dataset_metadata: the dataset's ``metadata``.
-        objective: the mean over seeds of the records' capped ``objective``; never NaN.
+        objective: the mean over seeds of the records' capped ``objective``; never
+            NaN (``inf`` only when no seed has a finite initial loss to cap at).
     """
 
     config: TrialConfig
