@@ -72,13 +72,19 @@ def optimizer_colors(optimizers: Sequence[str]) -> dict[str, tuple[float, float,
 
 
 def save_figure(fig: Figure, directory: Path | str, name: str) -> list[Path]:
-    """Write ``name.png`` (``PNG_DPI``) and ``name.svg`` into ``directory``; return both."""
+    """Write ``name.png`` (``PNG_DPI``) and ``name.svg`` into ``directory``; return both.
+
+    The figure's layout is frozen after the first file (its layout engine is removed),
+    so both files have the same geometry and the second costs one draw less.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{name}.png", directory / f"{name}.svg"]
     with paper_style():
         # constrained layout already fits everything: no bbox_inches="tight" (a second draw)
         fig.savefig(paths[0], dpi=PNG_DPI, metadata={"Software": None})
+        # the layout is now fixed: skip re-solving it for the second format
+        fig.set_layout_engine("none")
         fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
     return paths
 
@@ -518,7 +524,7 @@ def importance_bars(importance: pd.DataFrame) -> Figure:
                 ax.barh(ys, values, height=height, color=color, label=opt)
             ax.set_yticks(range(len(params)), params)
             ax.set_ylim(len(params) - 0.5, -0.5)
-            ax.set_xlim(0, max(1.0, float(np.nanmax(panel["importance"])) if len(panel) else 1))
+            ax.set_xlim(0, max(1.0, panel["importance"].max(skipna=True) if len(panel) else 1.0))
             ax.set_xlabel("importance (fraction)")
             ax.set_title(f"target: {target}")
             ax.grid(axis="x", color="0.9", lw=0.6)

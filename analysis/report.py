@@ -674,15 +674,14 @@ def _find_paired(report: Report) -> Finding | None:
     parts = []
     for row in tuned.itertuples():
         better = (row.mean_diff > 0) == report.maximize and row.mean_diff != 0
-        side = "better" if better else "worse"
         parts.append(
-            f"{row.optimizer} is {side} by {_num(abs(row.mean_diff))} "
-            f"(CI {_num(row.ci_low)} to {_num(row.ci_high)}, {row.n_pairs} pairs)"
+            f"{row.optimizer} {row.mean_diff:+.3g} (CI {_num(row.ci_low)} to "
+            f"{_num(row.ci_high)}, {row.n_pairs} pairs: {'better' if better else 'worse'})"
         )
+    lower = "higher" if report.maximize else "lower"
     return Finding(
-        f"Tuned against tuned on each init, in {report.metric} relative to {baseline}: "
-        + _join(parts)
-        + ".",
+        f"Tuned against tuned on each init, {report.metric} minus {baseline}'s "
+        f"({lower} is better): " + _join(parts) + ".",
         "paired",
     )
 
@@ -884,6 +883,7 @@ def _display(table: Table) -> dict[str, Any]:
         "title": table.title,
         "caption": table.caption,
         "columns": [str(c) for c in frame.columns],
+        "numeric": [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns],
         "rows": [[_cell(v) for v in row] for row in shown.itertuples(index=False)],
         "n_rows": len(frame),
         "truncated": len(frame) > len(shown),
