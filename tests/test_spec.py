@@ -64,6 +64,20 @@ def test_scalar_and_choice_are_value_lists():
     assert axis({"choice": [0.1, 0.2]}).grid_values() == [0.1, 0.2]
 
 
+def test_exponent_without_dot_is_a_number_although_yaml_reads_a_string():
+    data = yaml.safe_load("lr: [1e-3]\nweight_decay: {log: [1e-5, 1e-3], points: 3}\n")
+    assert data["lr"] == ["1e-3"]  # PyYAML's YAML 1.1 reading
+    spec = parse_spec(spec_with(space=data))
+    assert spec.space.lr.grid_values() == [0.001]
+    assert spec.space.given()["weight_decay"].grid_values() == [1e-5, 1e-4, 1e-3]
+
+
+def test_string_extra_axis_is_swept_as_strings():
+    plan = plan_of(optimizers={"insgd": {}}, space={"lr": [0.1], "norm": ["l1", "l2"]})
+    assert plan.grid("insgd") == {"lr": [0.1], "norm": ["l1", "l2"]}
+    assert plan.trial_config("insgd", {"lr": 0.1, "norm": "l1"}).optimizer_args == {"norm": "l1"}
+
+
 def test_distributions_map_to_optuna():
     assert axis({"log": [1e-4, 1]}).distribution() == optuna.distributions.FloatDistribution(
         1e-4, 1.0, log=True

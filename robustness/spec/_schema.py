@@ -43,6 +43,12 @@ Coefficient = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 def _scalar(value: Any) -> Any:
+    if isinstance(value, str) and any(ch.isdigit() for ch in value):
+        # YAML 1.1 (PyYAML) reads 1e-4 without a dot as a string; mean the number.
+        try:
+            return float(value)
+        except ValueError:
+            return value
     if isinstance(value, (bool, int, float, str)):
         return value
     raise PydanticCustomError(
