@@ -59,6 +59,18 @@ def test_trial_json_writes_nonfinite_numbers_as_null(cli):
     assert record["final_val_acc"] is None  # regression: NaN accuracy -> null
 
 
+def test_trial_schedule_and_divergence_options_reach_the_run(cli):
+    result = cli(
+        "trial", "--optimizer", "sgd", "--lr", "0.1", "--schedule", "step",
+        "--milestones", "0.5", "--gamma", "0.5", "--loss-factor", "3", "--json", *FAST,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    payload = json.loads(result.out)
+    assert payload["config"]["divergence"]["loss_factor"] == 3.0
+    lrs = [(row["step"], row["lr"]) for row in payload["curves"]]
+    assert lrs == [(0, 0.1), (20, 0.1), (40, 0.05)]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -70,6 +82,8 @@ def test_trial_json_writes_nonfinite_numbers_as_null(cli):
         (("--optimizer", "sgd", "--lr", "0.1", "--steps", "5", "--epochs", "1"), "not both"),
         (("--optimizer", "sgd", "--lr", "0.1", "--model-arg", "depth=3"), "'depth'"),
         (("--optimizer", "sgd", "--lr", "0.1", "--beta2", "0.9"), "beta2"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--schedule", "sine"), "schedule.name"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--milestones", "half"), "--milestones"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message_and_no_traceback(cli, args, message):

@@ -2,7 +2,7 @@
 
 Prints a table per seed (outcome, divergence, losses, accuracy, steps, seconds),
 or with ``--json`` one JSON object on stdout: ``config``, ``dataset_metadata``,
-``objective`` and ``records`` (non-finite numbers are written as null). Progress
+``objective``, ``records`` and ``curves`` (non-finite numbers are written as null). Progress
 goes to stderr.
 """
 
@@ -47,6 +47,20 @@ def trial_command(
     batch_size: Annotated[str, typer.Option(help="batch size, or 'full'")] = "128",
     eval_every: Annotated[int, typer.Option(help="steps between evaluations")] = 50,
     loss: Annotated[str, typer.Option(help="auto, cross_entropy or mse")] = "auto",
+    schedule: Annotated[str, typer.Option(help="lr schedule: constant, step or cosine")] = (
+        "constant"
+    ),
+    milestones: Annotated[
+        str | None, typer.Option(help="step schedule milestones, fractions of the budget: 0.5,0.75")
+    ] = None,
+    gamma: Annotated[float, typer.Option(help="step schedule factor per milestone")] = 0.1,
+    warmup_steps: Annotated[int, typer.Option(help="linear lr warmup steps")] = 0,
+    loss_factor: Annotated[
+        float, typer.Option(help="diverged when a loss exceeds this x the initial loss")
+    ] = 10.0,
+    stall_margin: Annotated[
+        float, typer.Option(help="stalled unless best train loss < (1 - margin) x initial")
+    ] = 0.01,
     objective: Annotated[str, typer.Option(help="record column the search would optimize")] = (
         "final_val_loss"
     ),
@@ -90,6 +104,13 @@ def trial_command(
         "epochs": epochs,
         "eval_every": eval_every,
         "loss": loss,
+        "schedule": {
+            "name": schedule,
+            "milestones": _parse_milestones(milestones),
+            "gamma": gamma,
+            "warmup_steps": warmup_steps,
+        },
+        "divergence": {"loss_factor": loss_factor, "stall_margin": stall_margin},
         "objective": objective,
         "seeds": _parse_seeds(seed),
         "device": device,
@@ -177,6 +198,17 @@ def _parse_seeds(items: list[str] | None) -> tuple[int, ...]:
     return tuple(seeds)
 
 
+def _parse_milestones(text: str | None) -> tuple[float, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UserInputError(
+            f"--milestones takes a comma list of fractions, e.g. 0.5,0.75; got {text!r}"
+        ) from None
+
+
 def _parse_batch_size(text: str) -> int | str:
     if text == "full":
         return text
@@ -194,6 +226,7 @@ def _as_json(result: TrialResult) -> dict[str, Any]:
         "dataset_metadata": result.dataset_metadata,
         "objective": result.objective,
         "records": result.records,
+        "curves": result.curves,
     }
 
 
