@@ -105,6 +105,10 @@ BAD_SPECS = {
         spec_with(optimizers={"sgd": {"space": {"beta2": [0.9]}}}),
         ["optimizers.sgd.space.beta2: beta2 does not apply to sgd (its axes: beta)"],
     ),
+    "label that cannot name a column": (
+        spec_with(optimizers={"my sgd": {"base": "sgd"}}),
+        ["optimizers.my sgd (the name): a name is letters, digits, '_', '.' and '-'"],
+    ),
     "empty seeds": (spec_with(seeds=[]), ["seeds: List should have at least 1 item"]),
     "repeated seeds": (spec_with(seeds=[0, 1, 0]), ["seeds: seeds repeat: [0]"]),
     "both steps and epochs": (

@@ -15,7 +15,15 @@ from pydantic import ValidationError
 from robustness.errors import UserInputError
 
 # Error types whose message already says everything, or whose input is not worth echoing.
-_NO_ECHO = {"missing", "unknown_key", "value_error", "batch_size", "scalar", "optimizer_entry"}
+_NO_ECHO = {
+    "missing",
+    "unknown_key",
+    "value_error",
+    "batch_size",
+    "scalar",
+    "optimizer_entry",
+    "name",
+}
 
 
 def key_path(loc: Sequence[str | int]) -> str:

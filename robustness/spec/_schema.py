@@ -8,9 +8,11 @@ a model, does NovoGrad take ``nesterov``) happen when the plan is made
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -37,8 +39,20 @@ SAMPLERS = ("grid", "random", "tpe", "gp", "qmc", "cmaes")
 CORE_AXES = ("lr", "init", "beta", "beta2")
 """Axes with their own TrialConfig field; any other axis is an optimizer keyword argument."""
 
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "name",
+            "a name is letters, digits, '_', '.' and '-', starting with a letter or digit "
+            f"(it names files and results columns), got {value!r}",
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
 Coefficient = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
