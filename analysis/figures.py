@@ -127,13 +127,26 @@ def _log_edges(values: np.ndarray) -> np.ndarray:
 
 
 def _log_x(ax: Axes) -> None:
-    """Log x axis labelled at whole decades only, widened to show at least two of them."""
+    """Log x axis (learning rates, budgets) with readable plain-number tick labels."""
     ax.set_xscale("log")
-    lo, hi = ax.get_xlim()
-    if lo > 0 and math.floor(math.log10(hi)) - math.ceil(math.log10(lo)) < 1:
-        ax.set_xlim(10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi)))
-    ax.xaxis.set_major_locator(mpl.ticker.LogLocator(base=10, numticks=12))
-    ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    _plain_log_ticks(ax.xaxis, ax.get_xlim())
+
+
+def _log_y(ax: Axes) -> None:
+    """Log y axis (losses) with readable plain-number tick labels."""
+    ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis, ax.get_ylim())
+
+
+def _plain_log_ticks(axis, limits: tuple[float, float]) -> None:
+    """Ticks at 1, 2, 5 x 10^k on a short range, at decades on a long one, printed as
+    plain numbers (0.001, 0.2, 10): no superscript exponents, which print under 8 pt."""
+    lo, hi = limits
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+    subs = (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0)
+    axis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=subs, numticks=12))
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_minor_formatter(mpl.ticker.NullFormatter())
 
 
 def _beta_label(value: float | None) -> str:
@@ -358,14 +371,15 @@ def sensitivity_curves(
                 ax.scatter(
                     bad["lr"], bad["median"], marker="x", s=28, color=color, lw=1.3, zorder=3
                 )
-            _log_x(ax)
-            if log_y:
-                ax.set_yscale("log")
             if init is not None:
                 ax.set_title(f"init: {init}")
             ax.set_xlabel("learning rate")
             if k % n_cols == 0:
                 ax.set_ylabel(metric.replace("_", " "))
+        for ax in axes.flat[: len(inits)]:  # limits are final now: set the log scales
+            _log_x(ax)
+            if log_y and (profile[["median", "low", "high"]] > 0).all().all():
+                _log_y(ax)
         for ax in axes.flat[len(inits) :]:
             ax.set_visible(False)
         handles = [Line2D([], [], color=c, marker="o", ms=3, label=o) for o, c in colors.items()]
@@ -451,7 +465,7 @@ def stability_intervals(max_stable: pd.DataFrame, band: pd.DataFrame) -> Figure:
                     xytext=(4, 0),
                     textcoords="offset points",
                     va="center",
-                    fontsize=7,
+                    fontsize=8,
                 )
         labels = [o if i is None else f"{o} · {i}" for o, i in rows]
         for ax in (ax_lr, ax_band):
@@ -550,7 +564,6 @@ def tunability_curves(expected: pd.DataFrame, *, metric: str = "objective") -> F
             ax.fill_between(line["k"], mean - std, mean + std, color=colors[opt], alpha=0.2, lw=0)
             ax.plot(line["k"], mean, color=colors[opt], label=opt)
         _log_x(ax)
-        ax.xaxis.set_major_formatter(mpl.ticker.ScalarFormatter())
         ax.set_xlabel("trials k (random configurations)")
         ax.set_ylabel(f"expected best {metric.replace('_', ' ')}")
         ax.legend(frameon=False)
@@ -590,7 +603,7 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> Figure:
                 if not finite[-1]:
                     ax.plot(
                         rows["step"].iloc[-1],
-                        1.0,
+                        0.96,
                         transform=ax.get_xaxis_transform(),
                         marker="x",
                         color=colors[opt],
@@ -598,9 +611,9 @@ def training_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> Figure:
                         mew=1.5,
                         clip_on=False,
                     )
-            ax.set_yscale("log")
+            _log_y(ax)
             ax.set_title(opt)
             ax.set_xlabel("step")
-            ax.legend(frameon=False, fontsize=7, loc="best")
+            ax.legend(frameon=False, fontsize=8, loc="best")
         axes[0, 0].set_ylabel("training loss")
         return fig
