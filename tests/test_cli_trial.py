@@ -84,6 +84,7 @@ def test_trial_schedule_and_divergence_options_reach_the_run(cli):
         (("--optimizer", "sgd", "--lr", "0.1", "--beta2", "0.9"), "beta2"),
         (("--optimizer", "sgd", "--lr", "0.1", "--schedule", "sine"), "schedule.name"),
         (("--optimizer", "sgd", "--lr", "0.1", "--milestones", "half"), "--milestones"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--milestones", "1.5"), "in (0, 1)"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message_and_no_traceback(cli, args, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from robustness.errors import UserInputError
 from robustness.runner import ScheduleConfig, lr_multiplier
@@ -41,13 +42,18 @@ def test_cosine_decays_from_one_to_zero_after_warmup():
 
 
 @pytest.mark.parametrize(
-    ("schedule", "message"),
+    ("fields", "message"),
     [
-        (ScheduleConfig(name="step", milestones=(0.5, 1.5)), r"in \(0, 1\)"),
-        (ScheduleConfig(name="step"), "needs at least one milestone"),
-        (ScheduleConfig(warmup_steps=10), "warmup_steps"),
+        ({"name": "step", "milestones": (0.5, 1.5)}, r"in \(0, 1\)"),
+        ({"name": "cosine", "milestones": (0.0,)}, r"in \(0, 1\)"),
+        ({"name": "step"}, "needs at least one milestone"),
     ],
 )
-def test_bad_schedules_are_user_input_errors(schedule, message):
-    with pytest.raises(UserInputError, match=message):
-        lr_multiplier(schedule, 10)
+def test_bad_milestones_are_refused_by_the_config(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        ScheduleConfig(**fields)
+
+
+def test_warmup_as_long_as_the_budget_is_a_user_input_error():
+    with pytest.raises(UserInputError, match="warmup_steps"):
+        lr_multiplier(ScheduleConfig(warmup_steps=10), 10)

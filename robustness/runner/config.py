@@ -41,6 +41,16 @@ class ScheduleConfig(_Strict):
     gamma: float = Field(0.1, gt=0.0)
     warmup_steps: int = Field(0, ge=0)
 
+    @model_validator(mode="after")
+    def _milestones_are_fractions(self) -> ScheduleConfig:
+        if any(not 0.0 < m < 1.0 for m in self.milestones):
+            raise ValueError(
+                f"milestones must be fractions of the budget in (0, 1), got {list(self.milestones)}"
+            )
+        if self.name == "step" and not self.milestones:
+            raise ValueError("schedule 'step' needs at least one milestone, e.g. [0.5, 0.75]")
+        return self
+
 
 class TrialConfig(_Strict):
     """One hyperparameter configuration, trained once per seed."""

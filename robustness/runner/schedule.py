@@ -27,16 +27,12 @@ from robustness.runner.config import ScheduleConfig
 def lr_multiplier(schedule: ScheduleConfig, total_steps: int) -> Callable[[int], float]:
     """The learning-rate factor for each 0-based step index of a ``total_steps`` budget.
 
+    ``ScheduleConfig`` itself checks the milestones (fractions in (0, 1)); only
+    what needs the budget is checked here.
+
     Raises:
-        UserInputError: milestones outside (0, 1), or warmup not shorter than the budget.
+        UserInputError: warmup not shorter than the budget.
     """
-    if any(not 0.0 < m < 1.0 for m in schedule.milestones):
-        raise UserInputError(
-            f"schedule milestones must be fractions of the budget in (0, 1), "
-            f"got {list(schedule.milestones)}"
-        )
-    if schedule.name == "step" and not schedule.milestones:
-        raise UserInputError("schedule 'step' needs at least one milestone, e.g. [0.5, 0.75]")
     warmup = schedule.warmup_steps
     if warmup and warmup >= total_steps:
         raise UserInputError(
