@@ -131,3 +131,29 @@ def test_more_cpus_per_trial_than_any_node_has_fails_fast(tmp_path, ray_session,
     spec = write_spec(tmp_path / "cpu.yaml", resources={"cpu": 64})
     result = cli("run", spec, "--out", tmp_path / "out", "--no-report", "--quiet")
     assert result.code == 2 and "resources.cpu" in result.err
+
+
+def test_trials_with_a_gpu_share_train_on_cuda_and_cpu_trials_on_cpu(tmp_path):
+    from robustness.engine._study import _label_search
+    from robustness.spec import load_spec, make_plan
+
+    spec = load_spec(write_spec(tmp_path / "tiny.yaml"))
+    plan = make_plan(spec)
+    for device in ("cuda", "cpu"):
+        entry = _label_search(
+            spec, plan, "novograd", tmp_path, device=device, threads=1, scheduler=None
+        )
+        payload = entry.make_config("novograd-0000", {"lr": 0.1})
+        assert payload["trial"]["device"] == device
+        assert payload["trial"]["threads"] == 1 and payload["trial"]["seeds"] == [0]
+
+
+@pytest.mark.gpu
+def test_fractional_gpu_study_runs_two_trials_per_gpu(tmp_path):
+    from robustness.engine import run_study
+
+    spec = write_spec(tmp_path / "gpu.yaml", resources={"cpu": 1, "gpu": 0.5, "max_concurrent": 2})
+    out = run_study(str(spec), tmp_path / "out", progress=False, report=False)
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 6 and trials["run_id"].is_unique
+    assert (trials["outcome"] != "error").sum() == 5  # only the nesterov/beta=0 configuration
