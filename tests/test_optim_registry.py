@@ -98,3 +98,13 @@ def test_fixed_arguments_pass_through():
 def test_bad_input_is_a_user_input_error_saying_what_is_allowed(name, kwargs, needle):
     with pytest.raises(UserInputError, match=needle):
         build_optimizer(name, _model(), **kwargs)
+
+
+def test_numpy_hyperparameters_are_stored_as_plain_floats():
+    np = pytest.importorskip("numpy")
+    opt = build_optimizer(
+        "novograd", _model(), lr=np.float32(0.5), beta=np.float64(0.5), eps=np.float32(1e-3)
+    )
+    group = opt.param_groups[0]
+    assert type(group["lr"]) is float and group["lr"] == 0.5
+    assert type(group["betas"][0]) is float and type(group["eps"]) is float

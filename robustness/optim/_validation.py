@@ -8,6 +8,7 @@ is allowed.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 from robustness.errors import UserInputError, unknown_choice
@@ -50,4 +51,4 @@ def check_choice(name: str, value: object, allowed: Iterable[str]) -> None:
 
 
 def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

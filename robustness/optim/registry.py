@@ -14,6 +14,7 @@ momentum here is 0.9 (``torch.optim.SGD``'s own default, 0, is plain SGD).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -118,10 +119,19 @@ def build_optimizer(
             f"unknown argument(s) {', '.join(map(repr, unknown))} for optimizer {name!r}; "
             f"allowed: {', '.join(sorted(entry.kwargs))}"
         )
+    check_positive("lr", lr)
     for axis, value in (("beta", beta), ("beta2", beta2)):
         if value is not None:
             check_coefficient(axis, value)
-    return entry.build(model, lr, beta, beta2, **kwargs)
+    # plain floats, so that state_dict() holds no numpy scalars (weights_only loading)
+    kwargs = {k: _plain(v) for k, v in kwargs.items()}
+    return entry.build(model, float(lr), _plain(beta), _plain(beta2), **kwargs)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int)):
+        return float(value)
+    return value
 
 
 def _entry(name: str) -> _Entry:
