@@ -31,6 +31,7 @@ Conventions, so that records from different runs compare:
 
 from __future__ import annotations
 
+import importlib
 import math
 import socket
 import time
@@ -104,6 +105,9 @@ def run_trial(
     """
     _check_names(config)
     device = resolve_device(config.device)
+    # torch.optim imports torch._dynamo on its first step (seconds); do it here, so
+    # the first seed's wall_seconds measure its training, not a one-off import
+    importlib.import_module("torch._dynamo")
     with _cpu_threads(config.threads):
         data = load_dataset(
             config.dataset, root=config.data_root, device=device, **config.dataset_args
