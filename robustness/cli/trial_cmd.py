@@ -116,7 +116,7 @@ def trial_command(
         "device": device,
         "threads": threads,
     }
-    config = make_config(fields)
+    config = _make_config(fields)
     with stderr.status("training…") as status:
 
         def show(event: dict[str, Any]) -> None:
@@ -133,7 +133,7 @@ def trial_command(
         _print_summary(result)
 
 
-def make_config(fields: dict[str, Any]) -> TrialConfig:
+def _make_config(fields: dict[str, Any]) -> TrialConfig:
     """A ``TrialConfig`` from plain fields; a validation failure is a ``UserInputError``."""
     try:
         return TrialConfig(**fields)
