@@ -169,3 +169,26 @@ def test_reconcile_closes_a_trial_the_driver_died_inside_ask(tmp_path):
         asked.append(config)
     assert len(asked) == 6  # nothing was done: every grid point is asked, none twice
     assert len({tuple(sorted(c["params"].items())) for c in asked}) == 6
+
+
+def test_trial_stopped_without_result_is_asked_again_unless_a_scheduler_pruned_it(tmp_path):
+    for pruning, state in ((False, TrialState.FAIL), (True, TrialState.PRUNED)):
+        path = tmp_path / str(pruning)
+        path.mkdir()
+        grid = make_sampler("grid", seed=0, grid=GRID)
+        searcher = OptunaStudySearcher(
+            [_label("a", grid, target=6)],
+            study_name="s",
+            storage=f"sqlite:///{path / 'optuna.db'}",
+            direction="minimize",
+            results_dir=str(path),
+            pruning=pruning,
+        )
+        config = searcher.suggest("ray0")
+        searcher.on_trial_complete("ray0", {"objective": 0.4})
+        (trial, *queued) = _load(path, "s/a").trials
+        assert trial.state == state
+        assert (config["trial_id"] in searcher.done_trial_ids()) is pruning
+        if not pruning:  # queued again with the same parameters
+            assert [t.state for t in queued] == [TrialState.WAITING]
+            assert searcher.suggest("ray1")["params"] == config["params"]

@@ -28,6 +28,9 @@ _RAY_ENV = {
     "TUNE_RESULT_BUFFER_LENGTH": "1",
     "RAY_DEDUP_LOGS": "0",
     "RAY_TRAIN_V2_ENABLED": "0",
+    # Ctrl-C raises KeyboardInterrupt at once instead of Tune's graceful stop, which
+    # would end running trials without results; resume re-runs them (see _searcher).
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 _NETWORK_FS = {
     "nfs",

@@ -17,7 +17,7 @@ Bookkeeping, per label:
 
 Every Optuna trial it asks is told exactly once: COMPLETE with the seed-aggregated,
 capped objective (never NaN), FAIL when the Ray trial crashed, PRUNED when a
-scheduler stopped it. User attrs: ``trial_id`` (the results' trial id), outcome
+scheduler stopped it, FAIL + ``abandoned`` when it ended without a result otherwise. User attrs: ``trial_id`` (the results' trial id), outcome
 counts ``n_converged`` ... ``n_error``, ``node_id``.
 """
 
@@ -62,7 +62,9 @@ class OptunaStudySearcher(Searcher):
     """Interleaves the labels' Optuna studies (round robin) behind one Ray searcher.
 
     ``on_done(trial_id, counts)`` is called after each configuration is told, for
-    progress display.
+    progress display. ``pruning``: a scheduler may stop trials early; such a trial is
+    told PRUNED. Without one, a trial that ends with no persisted result (Tune
+    shutting down) is abandoned and its parameters are asked again.
     """
 
     def __init__(
@@ -74,11 +76,13 @@ class OptunaStudySearcher(Searcher):
         direction: str,
         results_dir: str,
         on_done: Callable[[str, dict[str, int]], None] | None = None,
+        pruning: bool = False,
     ) -> None:
         super().__init__(metric=METRIC, mode="min" if direction == "minimize" else "max")
         self._labels = labels
         self._results_dir = results_dir
         self._on_done = on_done
+        self._pruning = pruning
         self._studies: dict[str, optuna.Study] = {}
         self._remaining: dict[str, int] = {}
         self._live: dict[str, tuple[LabelSearch, optuna.trial.Trial, str]] = {}
@@ -104,10 +108,7 @@ class OptunaStudySearcher(Searcher):
                 records = store.read_part_records(self._results_dir, trial_id)
                 self._tell_from_records(study, frozen.number, records)
                 continue
-            study._storage.set_trial_user_attr(frozen._trial_id, "abandoned", True)
-            study.tell(frozen.number, state=TrialState.FAIL)
-            if set(frozen.params) == set(entry.distributions):  # else it died inside ask
-                study.enqueue_trial(dict(frozen.params), skip_if_exists=False)
+            _abandon(study, entry, frozen.number, frozen.params)
         return sum(1 for t in study.get_trials(deepcopy=False) if _counts_as_done(t))
 
     # -- Ray Tune Searcher API ----------------------------------------------------
@@ -143,13 +144,16 @@ class OptunaStudySearcher(Searcher):
             counts = _outcome_counts(rows)
             _set_attrs(study, trial.number, counts)
             study.tell(trial, state=TrialState.FAIL)
-        else:  # stopped by the scheduler before it finished its seeds
+        elif self._pruning:  # stopped by the scheduler before it finished its seeds
             last = (result or {}).get(METRIC)
             counts = {}
-            if last is not None and math.isfinite(float(last)):
-                study.tell(trial, float(last), state=TrialState.PRUNED)
-            else:
-                study.tell(trial, state=TrialState.PRUNED)
+            if last is not None and math.isfinite(float(last)):  # kept as its last report
+                trial.report(float(last), int((result or {}).get("training_iteration", 0)))
+            study.tell(trial, state=TrialState.PRUNED)
+        else:  # stopped without a result (Tune shutting down): run it again later
+            _abandon(study, entry, trial.number, trial.params)
+            self._remaining[entry.label] += 1
+            return
         if self._on_done is not None:
             self._on_done(our_id, counts)
 
@@ -195,6 +199,17 @@ def done_trial_ids(studies) -> list[str]:
             if _counts_as_done(t) and "trial_id" in t.user_attrs:
                 ids.append(t.user_attrs["trial_id"])
     return ids
+
+
+def _abandon(study: optuna.Study, entry: LabelSearch, number: int, params: dict) -> None:
+    """Close a trial that will never report (FAIL, ``abandoned``) and queue its
+    parameters to be asked again, unless it died before it had them."""
+    storage = study._storage
+    internal_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    storage.set_trial_user_attr(internal_id, "abandoned", True)
+    study.tell(number, state=TrialState.FAIL)
+    if set(params) == set(entry.distributions):
+        study.enqueue_trial(dict(params), skip_if_exists=False)
 
 
 def _counts_as_done(trial: optuna.trial.FrozenTrial) -> bool:

@@ -129,6 +129,7 @@ def _run_tuner(
             direction=spec.search.direction,
             results_dir=str(out),
             on_done=lambda _trial_id, counts: bar.trial_done(counts),
+            pruning=scheduler is not None,
         )
         bar.set_done(len(searcher.done_trial_ids()))
         resources = {"cpu": cpu, "gpu": gpu} if gpu > 0 else {"cpu": cpu}
