@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from robustness.cli._app import app, stderr, stdout
+from robustness.results.schema import REPORT_DIR
 
 _DEFAULT_STUDY = "quickstart"
 
@@ -83,3 +84,6 @@ def run_command(
         )
         raise
     stdout.print(f"results: {path}")
+    index = path / REPORT_DIR / "index.html"
+    if not no_report and index.exists():
+        stdout.print(f"report:  {index}")

@@ -16,10 +16,11 @@ session stays under ``ray/`` for inspection.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
@@ -33,12 +34,18 @@ from robustness.errors import UserInputError
 from robustness.results import store
 from robustness.results.schema import OPTUNA_FILE, SPEC_FILE
 
+if TYPE_CHECKING:
+    from ray.tune.schedulers import TrialScheduler
+
+    from robustness.runner import TrialConfig
+    from robustness.spec import Plan, StudySpec
+
 RAY_DIR = "ray"
 _log = logging.getLogger(__name__)
 
 
 def run_study(
-    spec: Any,
+    spec: StudySpec | str | Path,
     out_dir: str | Path,
     *,
     address: str | None = None,
@@ -98,8 +105,8 @@ def run_study(
 
 
 def _run_tuner(
-    spec: Any,
-    plan: Any,
+    spec: StudySpec,
+    plan: Plan,
     out: Path,
     *,
     cpu: float,
@@ -158,21 +165,21 @@ def _run_tuner(
 
 
 def _label_search(
-    spec: Any,
-    plan: Any,
+    spec: StudySpec,
+    plan: Plan,
     label: str,
     out: Path,
     *,
     device: str,
     threads: int,
-    scheduler: Any,
+    scheduler: TrialScheduler | None,
 ) -> LabelSearch:
     sampler_name = spec.search.sampler
     grid = plan.grid(label) if sampler_name == "grid" else None
     distributions = plan.distributions(label)
     seed = spec.search.seed
 
-    def config_for(params: dict[str, Any]):
+    def config_for(params: dict[str, Any]) -> TrialConfig:
         config = plan.trial_config(label, params)
         update: dict[str, Any] = {}
         if device == "cuda" or config.device == "auto":
@@ -207,7 +214,7 @@ def _label_search(
     )
 
 
-def _scheduler(spec: Any) -> Any:
+def _scheduler(spec: StudySpec) -> TrialScheduler | None:
     """ASHA on the per-evaluation objective reports (see ``_trainable``), or None."""
     options = spec.search.scheduler
     if options is None:
@@ -226,7 +233,7 @@ def _scheduler(spec: Any) -> Any:
     )
 
 
-def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> Any:
+def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> dt.datetime:
     """Refuse to mix studies (writes nothing); return the study's start time, kept
     across resumes."""
     if out.exists() and not out.is_dir():
@@ -256,8 +263,6 @@ def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> Any:
             f"cannot resume in {str(out)!r}: its study was run with a different spec "
             f"(differs in: {', '.join(changed)}); resume with the same spec, or choose another --out"
         )
-    import datetime as dt
-
     try:
         return dt.datetime.fromisoformat(provenance["started"])
     except (KeyError, TypeError, ValueError):
