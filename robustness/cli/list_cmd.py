@@ -2,8 +2,8 @@
 
 ``what`` is one of optimizers, models, datasets, inits, studies; without it, all.
 Each line is a name and a short summary (a builder's options, an optimizer's
-swept axes, a bundled study's description). Registries are imported only when
-listed, so listing studies does not import torch.
+swept axes, a bundled study's description). Each registry is imported only
+when it is listed.
 """
 
 from __future__ import annotations

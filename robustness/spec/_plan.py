@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustness.runner.config import DivergenceConfig, ScheduleConfig, TrialConfig
 from robustness.spec._axis import AxisSpec
+from robustness.spec._describe import describe_plan
 from robustness.spec._schema import CORE_AXES, StudySpec
 
 if TYPE_CHECKING:
@@ -172,6 +173,4 @@ class Plan:
 
     def describe(self) -> str:
         """The plan as text: problem, search, per optimizer its axes and counts, totals."""
-        from robustness.spec._describe import describe_plan
-
         return describe_plan(self)

@@ -3,7 +3,7 @@
 ``StudySpec`` checks everything that can be checked from the YAML alone: key names,
 types, ranges, the search settings. Checks against the registries (is ``resnet20``
 a model, does NovoGrad take ``nesterov``) happen when the plan is made
-(``robustness.spec.make_plan``), so parsing a spec never imports torch.
+(``robustness.spec.make_plan``).
 """
 
 from __future__ import annotations
