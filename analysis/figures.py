@@ -126,10 +126,10 @@ def _log_edges(values: np.ndarray) -> np.ndarray:
     return 10.0 ** np.concatenate([[first], mids, [last]])
 
 
-def _log_x(ax: Axes) -> None:
+def _log_x(ax: Axes, numticks: int = 12) -> None:
     """Log x axis (learning rates, budgets) with readable plain-number tick labels."""
     ax.set_xscale("log")
-    _plain_log_ticks(ax.xaxis, ax.get_xlim())
+    _plain_log_ticks(ax.xaxis, ax.get_xlim(), numticks)
 
 
 def _log_y(ax: Axes) -> None:
@@ -138,15 +138,22 @@ def _log_y(ax: Axes) -> None:
     _plain_log_ticks(ax.yaxis, ax.get_ylim())
 
 
-def _plain_log_ticks(axis, limits: tuple[float, float]) -> None:
+def _plain_log_ticks(axis, limits: tuple[float, float], numticks: int = 12) -> None:
     """Ticks at 1, 2, 5 x 10^k on a short range, at decades on a long one, printed as
     plain numbers (0.001, 0.2, 10): no superscript exponents, which print under 8 pt."""
     lo, hi = limits
     decades = math.log10(hi / lo) if lo > 0 and hi > lo else 0.0
     subs = (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0)
-    axis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=subs, numticks=12))
-    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_major_locator(mpl.ticker.LogLocator(base=10, subs=subs, numticks=numticks))
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(_plain_number))
     axis.set_minor_formatter(mpl.ticker.NullFormatter())
+
+
+def _plain_number(x: float, _pos=None) -> str:
+    """0.01, 0.5, 10 as they are; powers of ten below 0.01 or from 1e4 as 1e-4, 1e5."""
+    if x > 0 and (x < 0.01 or x >= 1e4) and math.isclose(math.log10(x), round(math.log10(x))):
+        return f"1e{round(math.log10(x))}"
+    return f"{x:g}"
 
 
 def _beta_label(value: float | None) -> str:
@@ -206,9 +213,14 @@ def divergence_map(
                 if boundary is not None and not boundary.empty:
                     _draw_boundary(ax, _select(boundary, optimizer=opt, init=init), betas)
                 ax.set_xlim(lr_edges[0], lr_edges[-1])
-                _log_x(ax)
-                ax.set_title(opt if init is None else f"{opt} · {init}")
-                ax.set_ylabel("β" if j == 0 else "")
+                _log_x(ax, numticks=max(3, int(fig.get_figwidth() / len(inits) * 2.5)))
+                # facet labels: init above the top row, optimizer left of each row
+                if init is None:
+                    ax.set_title(opt)
+                elif i == 0:
+                    ax.set_title(init)
+                if j == 0:
+                    ax.set_ylabel("β" if init is None else f"{opt}\nβ")
                 if j:
                     ax.tick_params(labelleft=False)
                 ax.set_xlabel("learning rate" if i == len(optimizers) - 1 else "")

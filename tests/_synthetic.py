@@ -11,7 +11,7 @@ model of what real studies show:
   decade;
 - above the boundary a run diverges (non-finite or exploding loss, stopped early,
   objective capped at the initial loss); far below it the loss barely moves and the
-  run stalls; in between the final loss is a parabola in log10(lr).
+  run stalls; in between the final loss is a flat-bottomed parabola in log10(lr).
 
 ``scenario`` forces the degenerate cases the report must survive: ``"all_diverged"``
 and ``"none_diverged"`` move every boundary far below or above the swept range.
@@ -91,7 +91,8 @@ def _trials(optimizers, inits, betas, lrs, seeds, scenario, rng) -> pd.DataFrame
     log_lr = np.log10(lr.astype(float))
     initial = np.log(10) + rng.normal(0.0, 0.01, n)
     distance = log_lr - (boundary - 1.0)  # optimum one decade below the boundary
-    final = np.minimum(0.12 + 0.35 * distance**2 + rng.gamma(2.0, 0.01, n), initial * 1.02)
+    flat = np.maximum(np.abs(distance) - 0.4, 0.0)  # a flat valley: a band of good lrs
+    final = np.minimum(0.12 + 0.45 * flat**2 + rng.gamma(2.0, 0.005, n), initial * 1.02)
     diverged = log_lr > boundary
     stalled = ~diverged & (final >= 0.99 * initial)
     outcome = np.where(diverged, "diverged", np.where(stalled, "stalled", "converged"))

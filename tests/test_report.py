@@ -180,11 +180,13 @@ def test_degenerate_study_still_gets_a_report(tmp_path, case, kwargs, expected_n
     assert (tmp_path / "out" / "figures" / "divergence_map.png").is_file()
 
 
-def test_report_cli_writes_to_out_and_prints_a_summary(cli, mixed, tmp_path):
-    results, _ = mixed
+def test_report_cli_writes_to_out_and_prints_a_summary(cli, tmp_path):
+    results = write_synthetic_results(
+        tmp_path / "results", inits=("default",), lrs=[1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    )
     result = cli("report", results, "--out", tmp_path / "elsewhere")
     assert result.code == 0, result.err
-    assert "216 runs of 3 optimizer(s)" in result.out
+    assert "60 runs of 3 optimizer(s) (insgd, novograd, sgd)" in result.out
     assert str(tmp_path / "elsewhere" / "index.html") in result.out.replace("\n", "")
     assert (tmp_path / "elsewhere" / "index.html").is_file()
 
