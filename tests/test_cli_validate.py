@@ -101,6 +101,10 @@ BAD_SPECS = {
         spec_with(space__eps=[1e-8]),
         ["space.eps: unknown argument(s) 'eps' for optimizer 'sgd'", "under optimizers.sgd"],
     ),
+    "kwarg both fixed and swept": (
+        spec_with(optimizers={"sgd": {"weight_decay": 0.1}}, space__weight_decay=[0.0, 1e-4]),
+        ["optimizers.sgd.weight_decay: fixed here and swept at space.weight_decay"],
+    ),
     "beta2 override for sgd": (
         spec_with(optimizers={"sgd": {"space": {"beta2": [0.9]}}}),
         ["optimizers.sgd.space.beta2: beta2 does not apply to sgd (its axes: beta)"],
