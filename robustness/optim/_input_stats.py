@@ -48,10 +48,11 @@ def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
     With ``norm="l1"`` the norm is ``‖·‖₁`` instead of ``‖·‖²``.
     """
     dtype = _stat_dtype(x)
-    order = 2 if norm == "l2" else 1
     if isinstance(layer, nn.Linear):
         rows = x.numel() // max(x.shape[-1], 1)
-        return _power(torch.linalg.vector_norm(x, order, dtype=dtype), norm) / rows
+        if norm == "l2":
+            return torch.linalg.vector_norm(x, dtype=dtype).square() / rows
+        return x.to(dtype).abs().sum() / rows
     if isinstance(layer, nn.Conv2d):
         batched = x if x.dim() == 4 else x.unsqueeze(0)
         n, _, height, width = batched.shape
@@ -160,10 +161,6 @@ def _standardized_sum(x: Tensor, dims: tuple[int, ...], norm: str) -> Tensor:
     else:
         total = (x - mean).abs().sum(dim=dims, keepdim=True) / std
     return total.squeeze(dims)
-
-
-def _power(norms: Tensor, norm: str) -> Tensor:
-    return norms.square() if norm == "l2" else norms
 
 
 def _stat_dtype(x: Tensor) -> torch.dtype:
