@@ -218,7 +218,7 @@ def divergence_map(
                 if init is None:
                     ax.set_title(opt)
                 elif i == 0:
-                    ax.set_title(init)
+                    ax.set_title(f"init: {init}")
                 if j == 0:
                     ax.set_ylabel("β" if init is None else f"{opt}\nβ")
                 if j:

@@ -676,7 +676,8 @@ def _find_paired(report: Report) -> Finding | None:
         better = (row.mean_diff > 0) == report.maximize and row.mean_diff != 0
         parts.append(
             f"{row.optimizer} {row.mean_diff:+.3g} (CI {_num(row.ci_low)} to "
-            f"{_num(row.ci_high)}, {row.n_pairs} pairs: {'better' if better else 'worse'})"
+            f"{_num(row.ci_high)}, {row.n_pairs} pair{'' if row.n_pairs == 1 else 's'}: "
+            f"{'better' if better else 'worse'})"
         )
     lower = "higher" if report.maximize else "lower"
     return Finding(

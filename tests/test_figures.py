@@ -43,7 +43,7 @@ def test_divergence_map_has_one_heatmap_per_optimizer_and_init_on_a_log_lr_axis(
     panels = _panels(fig)
     assert len(panels) == 4
     # facets: inits over the top row, optimizers left of each row
-    assert [ax.get_title() for ax in panels] == ["default", "orthogonal", "", ""]
+    assert [ax.get_title() for ax in panels] == ["init: default", "init: orthogonal", "", ""]
     assert [ax.get_ylabel() for ax in panels] == ["novograd\nβ", "", "sgd\nβ", ""]
     for ax in panels:
         assert ax.get_xscale() == "log"
