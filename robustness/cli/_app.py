@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from robustness.errors import UserInputError
 
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="robustness")
     except UserInputError as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         stderr.print("[yellow]interrupted[/]")
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if os.environ.get("ROBUSTNESS_DEBUG"):
             raise
         stderr.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "(set ROBUSTNESS_DEBUG=1 to see the traceback)",
             soft_wrap=True,
         )

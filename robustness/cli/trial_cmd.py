@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -18,7 +18,10 @@ from rich.table import Table
 
 from robustness.cli._app import app, stderr, stdout
 from robustness.errors import UserInputError
-from robustness.runner import TrialConfig, TrialResult, run_trial
+from robustness.runner import TrialConfig
+
+if TYPE_CHECKING:
+    from robustness.runner import TrialResult
 
 _DEFAULT_STEPS = 500
 
@@ -125,6 +128,8 @@ def trial_command(
                 f"step {event['step']}, train loss {event['train_loss']:.4g}, "
                 f"val loss {event['val_loss']:.4g}"
             )
+
+        from robustness.runner import run_trial
 
         result = run_trial(config, callback=show)
     if as_json:

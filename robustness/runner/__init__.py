@@ -9,7 +9,19 @@ Public surface: ``run_trial`` and ``TrialResult``; ``TrialConfig`` (with its
 from robustness.runner.config import DivergenceConfig, ScheduleConfig, TrialConfig
 from robustness.runner.outcome import OBJECTIVE_COLUMNS, capped_objective, is_maximized
 from robustness.runner.schedule import lr_multiplier
-from robustness.runner.trial import TrialResult, resolve_device, run_trial
+
+# The training loop imports torch; load it on first use so that importing the
+# config (the spec does, and every CLI verb does) stays cheap.
+_LAZY = {"TrialResult", "resolve_device", "run_trial"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from robustness.runner import trial
+
+        return getattr(trial, name)
+    raise AttributeError(f"module 'robustness.runner' has no attribute {name!r}")
+
 
 __all__ = [
     "OBJECTIVE_COLUMNS",
