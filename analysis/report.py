@@ -120,7 +120,8 @@ class Report:
 
     ``tables`` by name; ``findings`` the summary sentences; ``sections`` in page
     order; ``failures`` the messages of sections that raised (empty when all went
-    well); ``example_runs`` the runs drawn as training curves.
+    well); ``map_boundary`` the stability boundary per (optimizer, init, β) drawn on
+    the divergence maps; ``example_runs`` the runs drawn as training curves.
     """
 
     results: Results
@@ -130,6 +131,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    map_boundary: pd.DataFrame = field(default_factory=pd.DataFrame)
     example_runs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
@@ -233,7 +235,7 @@ def _values(column: pd.Series) -> str:
 def _divergence(report: Report, section: Section) -> None:
     trials = report.results.trials
     probability = divergence_probability(trials, by=[*MAP_CELL, "lr"])
-    boundary = max_stable_lr(trials, by=MAP_CELL)
+    boundary = max_stable_lr(trials, by=MAP_CELL)  # β2 pooled, like the map
     report.add(
         "divergence_probability",
         "Divergence probability per learning rate, β and init",
@@ -247,9 +249,9 @@ def _divergence(report: Report, section: Section) -> None:
         "95% bootstrap CI over seeds (ci_low, ci_high); censored = nothing diverged, so "
         "the value is a lower bound; lr_boundary_logistic = lr where a logistic fit "
         "gives P(diverge) = 0.5.",
-        max_stable_lr(trials, by=CELL) if trials["beta2"].notna().any() else boundary,
+        max_stable_lr(trials, by=CELL),
     )
-    report.tables["_map_boundary"] = Table("_map_boundary", "", "", boundary)
+    report.map_boundary = boundary
     section.figures.append("divergence_map")
     section.tables += ["max_stable_lr", "divergence_probability"]
     if not trials["outcome"].eq("diverged").any():
@@ -736,7 +738,7 @@ def report_figures(report: Report) -> dict[str, Figure]:
     drawers: dict[str, Callable[[], Figure]] = {
         "divergence_map": lambda: fig.divergence_map(
             report.tables["divergence_probability"].frame,
-            report.tables["_map_boundary"].frame,
+            report.map_boundary,
         ),
         "sensitivity": lambda: fig.sensitivity_curves(
             report.tables["lr_profile"].frame, metric=report.metric
@@ -802,8 +804,6 @@ def render_report(
         png, _svg = fig.save_figure(figure, fig_dir, name)
         images[name] = base64.b64encode(png.read_bytes()).decode("ascii")
     for table in report.tables.values():
-        if table.name.startswith("_"):
-            continue
         table.frame.to_csv(table_dir / f"{table.name}.csv", index=False)
         _atomic_write(table_dir / f"{table.name}.tex", _latex(table))
     context = _context(report, images)

@@ -72,7 +72,7 @@ def main() -> None:
     n_runs, n_points = len(loaded.trials), len(loaded.curves)
     print(
         f"{n_runs} runs, {n_points} curve points; {len(figures)} figures, "
-        f"{sum(not n.startswith('_') for n in report.tables)} tables\n"
+        f"{len(report.tables)} tables\n"
     )
     print("| stage | seconds | share of report | ratio to baseline |")
     print("| --- | ---: | ---: | ---: |")
