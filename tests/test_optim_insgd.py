@@ -345,3 +345,37 @@ def test_a_cuda_step_makes_no_host_sync(mode):
                 opt.step()
             finally:
                 torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_update_function_paths_agree_on_mixed_dtypes_and_first_steps(nesterov):
+    from robustness.optim.insgd import insgd
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [((3, 2, 3, 3), torch.float32), ((4,), torch.float64), ((2, 5), torch.float32)]
+    fast = [torch.randn(s, generator=gen, dtype=d) for s, d in shapes]
+    simple = [p.clone() for p in fast]
+    buffers = {"fast": [None] * 3, "simple": [None] * 3}
+    for _ in range(3):  # the first call creates the buffers, later ones update them
+        grads = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in fast]
+        scales = [torch.rand((), generator=gen, dtype=p.dtype) + 0.5 for p in fast]
+        update = [  # per-channel (reference conv), and 0-dim factors
+            torch.rand((1, 2, 1, 1), generator=gen),
+            torch.rand((), generator=gen, dtype=torch.float64),
+            torch.rand((), generator=gen),
+        ]
+        hyper = {"lr": 0.1, "weight_decay": 0.01, "momentum": 0.9, "dampening": 0.0}
+        for ps, key, foreach in ((fast, "fast", True), (simple, "simple", False)):
+            insgd(
+                ps,
+                grads,
+                buffers[key],
+                grad_scales=scales,
+                update_scales=update,
+                nesterov=nesterov,
+                foreach=foreach,
+                **hyper,
+            )
+    for p, q in zip(fast, simple, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert all(b is not None for b in buffers["fast"])

@@ -177,3 +177,20 @@ def test_state_dict_round_trip_continues_identically():
 def test_invalid_hyperparameters_are_refused_with_their_name(kwargs, needle):
     with pytest.raises(UserInputError, match=needle):
         NovoGrad(_params(0), **kwargs)
+
+
+def test_fast_path_handles_parameters_of_mixed_dtypes():
+    fast = _params(5, torch.float32) + _params(6, torch.float64)
+    simple = [torch.nn.Parameter(p.detach().clone()) for p in fast]
+    opt_fast = NovoGrad(fast, lr=0.05, weight_decay=0.01, foreach=True)
+    opt_simple = NovoGrad(simple, lr=0.05, weight_decay=0.01, foreach=False)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        _random_grads(fast, gen)
+        for p, q in zip(fast, simple, strict=True):
+            q.grad = p.grad.clone()
+        opt_fast.step()
+        opt_simple.step()
+    for p, q in zip(fast, simple, strict=True):
+        assert p.dtype == q.dtype
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
