@@ -87,7 +87,10 @@ class INSGD(torch.optim.Optimizer):
     since the previous step (a step before any forward pass, or after ``close()``).
 
     State per parameter: ``momentum_buffer``; per normalized weight in paper mode
-    also ``input_power`` (``P``, 0-dim). Both are in ``state_dict()``.
+    also ``input_power`` (``P``, 0-dim). Both are in ``state_dict()``. ``mode`` and
+    ``norm`` are fixed at construction (they decide what the hooks measure), so
+    they are attributes, not param-group entries. For a grouped convolution the
+    paper-mode ``P`` is one scalar per layer (averaged over the groups too).
     Call :meth:`close` (or use ``with INSGD(...) as opt:``) to remove the hooks;
     they are also removed when the optimizer is garbage-collected.
     """
