@@ -120,7 +120,8 @@ class Report:
 
     ``tables`` by name; ``findings`` the summary sentences; ``sections`` in page
     order; ``failures`` the messages of sections that raised (empty when all went
-    well); ``map_boundary`` the stability boundary per (optimizer, init, β) drawn on
+    well); ``cells`` the trials with continuously sampled axes binned (the trials
+    themselves for a grid study; ``binned`` says which axes); ``map_boundary`` the stability boundary per (optimizer, init, β) drawn on
     the divergence maps; ``example_runs`` the runs drawn as training curves.
     """
 
@@ -131,6 +132,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+    binned: list[str] = field(default_factory=list)
     map_boundary: pd.DataFrame = field(default_factory=pd.DataFrame)
     example_runs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -162,7 +165,8 @@ def build_report(results: Results) -> Report:
         metric = "objective"
     direction = search.get("direction")
     maximize = direction == "maximize" if direction else is_maximized(metric)
-    report = Report(results=results, metric=metric, maximize=maximize)
+    cells, binned = _grid_cells(trials)
+    report = Report(results=results, metric=metric, maximize=maximize, cells=cells, binned=binned)
     for key, title, intro, compute in _SECTIONS:
         section = Section(key, title, intro)
         try:
@@ -170,9 +174,48 @@ def build_report(results: Results) -> Report:
         except Exception as exc:  # one broken section must not cost the whole report
             section.note = f"This section could not be computed: {type(exc).__name__}: {exc}"
             report.failures.append(f"{key}: {type(exc).__name__}: {exc}")
+        if binned and key in _PER_CELL_SECTIONS:
+            binned_note = "Here " + "; ".join(binned) + "."
+            section.note = f"{section.note} {binned_note}" if section.note else binned_note
         report.sections.append(section)
     report.findings = _findings(report)
     return report
+
+
+MAX_GRID_LRS = 25  # more distinct values than this: a sampler drew them, bin them
+MAX_GRID_BETAS = 8
+LR_BINS = 15
+BETA_BINS = 6
+
+
+def _grid_cells(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The trials with continuously sampled lr and β snapped to bin centres.
+
+    Per-cell metrics (divergence maps, stability limits, bands) need several runs per
+    (lr, β) cell. A grid study has them; a random/TPE/QMC study draws every value
+    anew, so its lr is binned into ``LR_BINS`` log-spaced bins (geometric centres)
+    and its β, β2 into ``BETA_BINS`` equal bins (centres). Returns the frame to use
+    and a sentence per binned axis (empty for a grid study).
+    """
+    cells, notes = trials, []
+    lrs = trials["lr"].dropna()
+    if lrs.nunique() > MAX_GRID_LRS and (lrs > 0).all():
+        edges = np.geomspace(lrs.min(), lrs.max() * (1 + 1e-12), LR_BINS + 1)
+        centres = np.sqrt(edges[1:] * edges[:-1])
+        index = np.clip(np.searchsorted(edges, trials["lr"], side="right") - 1, 0, LR_BINS - 1)
+        cells = cells.assign(lr=centres[index])
+        notes.append(f"lr, sampled continuously, is binned into {LR_BINS} log-spaced bins")
+    for axis in ("beta", "beta2"):
+        values = trials[axis].dropna()
+        if values.nunique() > MAX_GRID_BETAS:
+            edges = np.linspace(values.min(), values.max() * (1 + 1e-12), BETA_BINS + 1)
+            centres = np.round((edges[1:] + edges[:-1]) / 2, 4)
+            index = np.clip(
+                np.searchsorted(edges, trials[axis], side="right") - 1, 0, BETA_BINS - 1
+            )
+            cells = cells.assign(**{axis: np.where(trials[axis].isna(), np.nan, centres[index])})
+            notes.append(f"{axis}, sampled continuously, is binned into {BETA_BINS} equal bins")
+    return cells, notes
 
 
 def _metric_words(report: Report) -> str:
@@ -233,7 +276,7 @@ def _values(column: pd.Series) -> str:
 
 
 def _divergence(report: Report, section: Section) -> None:
-    trials = report.results.trials
+    trials = report.cells
     probability = divergence_probability(trials, by=[*MAP_CELL, "lr"])
     boundary = max_stable_lr(trials, by=MAP_CELL)  # β2 pooled, like the map
     report.add(
@@ -262,7 +305,7 @@ def _divergence(report: Report, section: Section) -> None:
 
 
 def _sensitivity(report: Report, section: Section) -> None:
-    trials = report.results.trials
+    trials = report.cells
     profile = _lr_profile(trials, report.metric, report.maximize)
     report.add(
         "lr_profile",
@@ -314,7 +357,7 @@ def _lr_profile(trials: pd.DataFrame, metric: str, maximize: bool) -> pd.DataFra
 
 
 def _init(report: Report, section: Section) -> None:
-    trials = report.results.trials
+    trials = report.cells
     if trials["init"].nunique() < 2:
         section.note = "The study used a single init scheme, so there is nothing to compare."
         return
@@ -335,7 +378,7 @@ def _direction_word(maximize: bool) -> str:
 
 
 def _paired(report: Report, section: Section) -> None:
-    trials = report.results.trials
+    trials = report.cells
     labels = sorted(trials["optimizer"].dropna().unique())
     if len(labels) < 2:
         section.note = "The study has a single optimizer, so there is no pair to compare."
@@ -447,6 +490,7 @@ def _example_runs(trials: pd.DataFrame, curves: pd.DataFrame, report: Report) ->
     return pd.DataFrame(picked)[columns].reset_index(drop=True) if picked else pd.DataFrame()
 
 
+_PER_CELL_SECTIONS = ("divergence", "sensitivity", "init", "paired")
 _SECTIONS: list[tuple[str, str, str, Callable[[Report, Section], None]]] = [
     (
         "outcomes",

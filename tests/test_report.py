@@ -6,8 +6,10 @@ import html
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from analysis.load import load_results
 from analysis.report import build_report, render_report, write_report
@@ -88,13 +90,9 @@ def _numbers(text: str) -> list[tuple[float, float]]:
     return found
 
 
-def test_every_summary_number_appears_in_its_linked_table(mixed):
-    results, index = mixed
-    report = build_report(load_results(results))
-    assert not report.failures
-    assert len(report.findings) == 8
+def _assert_findings_backed_by_tables(findings, index: Path) -> None:
     page = html.unescape(index.read_text())
-    for finding in report.findings:
+    for finding in findings:
         assert f'href="#table-{finding.table}"' in page
         assert f'id="table-{finding.table}"' in page
         assert finding.text in page
@@ -104,6 +102,51 @@ def test_every_summary_number_appears_in_its_linked_table(mixed):
         assert numbers, finding.text
         for value, tol in numbers:
             assert (abs(cells - value) <= tol * 1.0001 + 1e-12).any(), (value, finding.text)
+
+
+def test_every_summary_number_appears_in_its_linked_table(mixed):
+    results, index = mixed
+    report = build_report(load_results(results))
+    assert not report.failures
+    assert len(report.findings) == 8
+    _assert_findings_backed_by_tables(report.findings, index)
+
+
+def test_accuracy_objective_is_maximized_throughout(tmp_path):
+    results = write_synthetic_results(tmp_path / "acc", inits=("default",))
+    spec = yaml.safe_load((results / "spec.yaml").read_text())
+    spec["search"] = {"sampler": "grid", "objective": "final_val_acc", "direction": "maximize"}
+    (results / "spec.yaml").write_text(yaml.safe_dump(spec))
+    report = build_report(load_results(results))
+    assert not report.failures, report.failures
+    assert report.metric == "final_val_acc" and report.maximize
+    best = next(f.text for f in report.findings if "search objective" in f.text)
+    assert best.startswith("The highest search objective")
+    profile = report.tables["lr_profile"].frame
+    assert profile["median"].between(0, 1).all()  # accuracies, diverged runs count as 0
+    index = render_report(report, tmp_path / "out")
+    _assert_findings_backed_by_tables(report.findings, index)
+
+
+def test_continuously_sampled_axes_are_binned_for_the_maps(tmp_path):
+    rng = np.random.default_rng(1)
+    results = write_synthetic_results(
+        tmp_path / "random",
+        optimizers=("sgd", "novograd"),
+        inits=("default",),
+        lrs=list(10 ** rng.uniform(-4, 1, 40)),
+        betas=list(rng.uniform(0.0, 0.95, 10)),
+        seeds=(0,),
+    )
+    report = build_report(load_results(results))
+    assert not report.failures, report.failures
+    assert len(report.binned) == 2
+    probability = report.tables["divergence_probability"].frame
+    assert probability["lr"].nunique() <= 15 and probability["beta"].nunique() <= 6
+    assert probability["n_runs"].max() > 1  # several runs per cell after binning
+    assert report.tables["outcomes"].frame["n_runs"].sum() == 800  # raw runs untouched
+    note = next(s.note for s in report.sections if s.key == "divergence")
+    assert "binned into 15 log-spaced bins" in note
 
 
 def test_summary_band_sentence_reports_the_tuned_cells_width(mixed):
