@@ -167,8 +167,16 @@ def build_report(results: Results) -> Report:
     maximize = direction == "maximize" if direction else is_maximized(metric)
     cells, binned = _grid_cells(trials)
     report = Report(results=results, metric=metric, maximize=maximize, cells=cells, binned=binned)
+    all_errors = trials["outcome"].eq("error").all()
     for key, title, intro, compute in _SECTIONS:
         section = Section(key, title, intro)
+        if all_errors and key not in ("outcomes", "axes"):
+            section.note = (
+                "Every run ended in an error, so there is nothing to analyse here; the "
+                "error messages are in the 'error' column of trials.parquet."
+            )
+            report.sections.append(section)
+            continue
         try:
             compute(report, section)
         except Exception as exc:  # one broken section must not cost the whole report
@@ -443,8 +451,9 @@ def _importance(report: Report, section: Section) -> None:
     if table["importance"].notna().any():
         section.figures.append("importance")
     else:
-        section.note = "No importance could be estimated: " + "; ".join(
-            sorted(set(table["note"].dropna().astype(str)) - {""})
+        reasons = sorted(set(table["note"].dropna().astype(str)) - {""})
+        section.note = "No importance could be estimated: " + (
+            "; ".join(reasons) or "no swept axis varies within an optimizer"
         )
 
 
@@ -604,6 +613,9 @@ def _find_outcomes(report: Report) -> Finding | None:
         for row in frame.itertuples()
         if pd.notna(row.p_diverged)
     ]
+    if (frame["n_error"] == frame["n_runs"]).all():
+        total = ", ".join(f"{r.optimizer}: {r.n_error} of {r.n_runs}" for r in frame.itertuples())
+        return Finding(f"Every run ended in an error ({total}).", "outcomes")
     if not parts:
         return None
     if (frame["n_diverged"] == 0).all():

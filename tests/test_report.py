@@ -258,3 +258,19 @@ def test_report_cli_refuses_trials_without_required_columns(cli, tmp_path):
     result = cli("report", tmp_path)
     assert result.code == 2
     assert "lacks required column(s)" in result.err and "outcome" in result.err
+
+
+def test_study_where_every_run_errored_says_so_instead_of_analysing(tmp_path):
+    results = write_synthetic_results(tmp_path / "errors", inits=("default",), lrs=[0.01, 0.1])
+    trials = pd.read_parquet(results / "trials.parquet")
+    trials["outcome"] = "error"
+    trials.to_parquet(results / "trials.parquet")
+    report = build_report(load_results(results))
+    assert not report.failures
+    assert [f.text for f in report.findings] == [
+        "Every run ended in an error (insgd: 8 of 8, novograd: 8 of 8, sgd: 8 of 8)."
+    ]
+    notes = {s.key: s.note for s in report.sections}
+    assert notes["divergence"].startswith("Every run ended in an error")
+    index = render_report(report, tmp_path / "out")
+    assert "Every run ended in an error" in index.read_text()
