@@ -157,3 +157,25 @@ def test_fractional_gpu_study_runs_two_trials_per_gpu(tmp_path):
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 6 and trials["run_id"].is_unique
     assert (trials["outcome"] != "error").sum() == 5  # only the nesterov/beta=0 configuration
+
+
+def test_asha_prunes_some_configurations_and_records_the_finished_ones(tmp_path, ray_session):
+    from robustness.engine import run_study
+
+    spec = write_spec(
+        tmp_path / "asha.yaml",
+        optimizers={"novograd": {}},
+        space={"lr": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]},
+        problem={**SMALL["problem"], "steps": 60},
+        seeds=[0, 1],
+        search={"sampler": "grid", "scheduler": {"name": "asha", "grace_period": 2}},
+    )
+    out = run_study(str(spec), tmp_path / "out", progress=False, report=False)
+    study = optuna.load_study(study_name="tiny/novograd", storage=f"sqlite:///{out / 'optuna.db'}")
+    states = {t.user_attrs["trial_id"]: t.state for t in study.trials}
+    assert len(states) == 6
+    assert set(states.values()) == {TrialState.COMPLETE, TrialState.PRUNED}
+    finished = sorted(k for k, state in states.items() if state == TrialState.COMPLETE)
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert sorted(trials["trial_id"].unique()) == finished  # pruned ones have no rows
+    assert len(trials) == 2 * len(finished) and trials["run_id"].is_unique

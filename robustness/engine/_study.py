@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from robustness.spec import Plan, StudySpec
 
 RAY_DIR = "ray"
+_ASHA_MAX_T = 10**9
 _log = logging.getLogger(__name__)
 
 
@@ -215,19 +216,23 @@ def _label_search(
 
 
 def _scheduler(spec: StudySpec) -> TrialScheduler | None:
-    """ASHA on the per-evaluation objective reports (see ``_trainable``), or None."""
+    """ASHA on the per-evaluation objective reports (see ``_trainable``), or None.
+
+    ``max_t`` is set beyond any trial's number of reports: ASHA stops a trial that
+    reaches ``max_t``, and a trial stopped before its final report never persists
+    its records. A trial ASHA stops early is told PRUNED in ``optuna.db`` (with its
+    last reported value as an intermediate value) and has no rows in the tables.
+    """
     options = spec.search.scheduler
     if options is None:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    problem = spec.problem
-    evals_per_seed = problem.steps // problem.eval_every + 1 if problem.steps else 10**6
     return ASHAScheduler(
         time_attr="training_iteration",
         metric="objective",
         mode="min" if spec.search.direction == "minimize" else "max",
-        max_t=max(len(spec.seeds) * evals_per_seed, options.grace_period),
+        max_t=_ASHA_MAX_T,
         grace_period=options.grace_period,
         reduction_factor=options.reduction_factor,
     )

@@ -15,8 +15,10 @@ its time attribute ``training_iteration`` counts evaluations across the seeds;
 ``*_val_loss``, ``train_loss`` for ``*_train_loss``, ``val_acc`` for ``*_acc``), a
 non-finite value replaced by the worst value (1e30 for a loss, 0.0 for an
 accuracy). ``progress`` (seed index + fraction of that seed's budget) rides along
-for display. Without a scheduler nothing is reported before the end (less Ray
-overhead).
+for display. The final report (the seed-aggregated objective, after the part is
+written) comes one iteration after the last evaluation. A trial ASHA stops early
+persists nothing: it is PRUNED in ``optuna.db`` and has no rows in the tables.
+Without a scheduler nothing is reported before the end (less Ray overhead).
 """
 
 from __future__ import annotations
