@@ -1,0 +1,63 @@
+"""Column contract of ``trials.parquet`` and ``curves.parquet``.
+
+The trial runner produces records with exactly these keys, the engine writes them,
+and ``analysis`` reads them. Swept axes beyond the core ones (for example a swept
+``weight_decay``) are added as extra columns named after the axis. A value that
+does not apply is missing (NaN / None), e.g. ``beta2`` for SGD, accuracies for a
+regression task, ``diverged_step`` for a run that did not diverge.
+
+File names inside a results directory are fixed here too.
+"""
+
+from __future__ import annotations
+
+OUTCOMES = ("converged", "diverged", "stalled", "error")
+DIVERGENCE_CAUSES = ("nonfinite", "explosion")
+
+# column -> pandas dtype (nullable dtypes where a value may be missing)
+TRIAL_COLUMNS: dict[str, str] = {
+    "study": "string",
+    "trial_id": "string",  # one configuration (a Ray trial)
+    "run_id": "string",  # one configuration x seed: f"{trial_id}-s{seed}"
+    "optimizer": "string",  # "sgd" | "insgd" | "novograd"
+    "lr": "float64",
+    "beta": "float64",  # first-moment coefficient (SGD/INSGD momentum, NovoGrad beta1)
+    "beta2": "float64",  # NovoGrad beta2, INSGD input-power beta; NaN for SGD
+    "init": "string",
+    "seed": "int64",
+    "model": "string",
+    "dataset": "string",
+    "outcome": "string",  # one of OUTCOMES
+    "diverged_step": "Int64",  # first step at which divergence was seen
+    "divergence_cause": "string",  # one of DIVERGENCE_CAUSES, or missing
+    "error": "string",  # the exception message for outcome == "error"
+    "initial_loss": "float64",  # training loss before the first step
+    "final_train_loss": "float64",
+    "best_train_loss": "float64",
+    "final_train_acc": "float64",
+    "best_train_acc": "float64",
+    "final_val_loss": "float64",
+    "best_val_loss": "float64",
+    "final_val_acc": "float64",
+    "best_val_acc": "float64",
+    "steps_done": "int64",
+    "wall_seconds": "float64",
+    "node_id": "string",
+    "objective": "float64",  # this run's search objective, capped (never NaN)
+}
+
+CURVE_COLUMNS: dict[str, str] = {
+    "run_id": "string",
+    "step": "int64",
+    "epoch": "float64",
+    "lr": "float64",  # the learning rate in force at this step (schedules)
+    "train_loss": "float64",  # mean training loss since the previous evaluation
+    "val_loss": "float64",
+    "val_acc": "float64",
+}
+
+TRIALS_FILE = "trials.parquet"
+CURVES_FILE = "curves.parquet"
+SPEC_FILE = "spec.yaml"
+OPTUNA_FILE = "optuna.db"
+REPORT_DIR = "report"
