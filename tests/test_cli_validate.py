@@ -18,9 +18,9 @@ def write(tmp_path, data, name="spec.yaml"):
 def test_validate_prints_the_plan_of_a_good_spec(cli):
     result = cli("validate", "quickstart")
     assert result.code == 0, result.err
-    assert "sgd: 63 configurations, 126 runs" in result.out
-    assert "lr    log grid, 7 values: 0.001, 0.00681, 0.0464, 0.316, 2.15, 14.7, 100" in result.out
-    assert "total: 189 configurations x 2 seeds = 378 runs" in result.out
+    assert "sgd: 99 configurations, 198 runs" in result.out
+    assert "lr    log grid, 11 values: 0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316, 1, 3.16, 10, 31.6, 100" in result.out
+    assert "total: 297 configurations x 2 seeds = 594 runs" in result.out
 
 
 BAD_SPECS = {

@@ -8,7 +8,7 @@ from robustness.spec import bundled_studies, load_spec, make_plan
 
 # name -> (configurations per label, seeds)
 EXPECTED = {
-    "quickstart": ({"sgd": 63, "insgd": 63, "novograd": 63}, 2),
+    "quickstart": ({"sgd": 99, "insgd": 99, "novograd": 99}, 2),
     "insgd_modes": ({"insgd_paper": 44, "insgd_reference": 44, "sgd": 44}, 3),
     "cifar10_resnet20": ({"sgd": 21, "insgd": 21, "novograd": 21}, 3),
     "tpe_best": ({"sgd": 40, "insgd": 40, "novograd": 40}, 2),
