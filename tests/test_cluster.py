@@ -73,7 +73,8 @@ def two_node_cluster(monkeypatch):
         monkeypatch.setenv(key, value)  # the in-process driver authenticates too
     env = {**os.environ, **auth}
     port = _free_port()
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    # 127.0.0.2, not 127.0.0.1: Ray rewrites 127.0.0.1 to the host's outward address.
+    common = ["--node-ip-address=127.0.0.2", "--num-cpus=1", "--disable-usage-stats"]
     try:
         subprocess.run(
             [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false",
@@ -81,10 +82,10 @@ def two_node_cluster(monkeypatch):
             env=env, check=True, capture_output=True, timeout=180,
         )  # fmt: skip
         subprocess.run(
-            [RAY, "start", f"--address=127.0.0.1:{port}", *common],
+            [RAY, "start", f"--address=127.0.0.2:{port}", *common],
             env=env, check=True, capture_output=True, timeout=180,
         )  # fmt: skip
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.2:{port}"
     finally:
         import ray
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from pathlib import Path
@@ -83,13 +84,29 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
         )
     else:
         try:
-            ray.init(address=address, **common)
+            ray.init(address=address, **common, **_loopback_node_ip(address))
         except ConnectionError as exc:
             raise UserInputError(
                 f"cannot connect to a Ray cluster at --address {address!r}: {exc}; "
                 "start one with `ray start --head` or give the address it printed"
             ) from exc
     return True
+
+
+def _loopback_node_ip(address: str) -> dict[str, str]:
+    """Keep a driver that joins a loopback cluster on loopback.
+
+    Ray rewrites ``127.0.0.1``/``localhost`` to the host's outward-facing address,
+    so a cluster of nodes on one machine is best started on another loopback
+    address (``ray start --node-ip-address=127.0.0.2``); the driver then has to
+    say it lives there too, or Ray finds no raylet for it.
+    """
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return {}
+    return {"_node_ip_address": host} if loopback else {}
 
 
 def check_resources(cpu: float, gpu: float) -> None:
