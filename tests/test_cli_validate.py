@@ -19,7 +19,10 @@ def test_validate_prints_the_plan_of_a_good_spec(cli):
     result = cli("validate", "quickstart")
     assert result.code == 0, result.err
     assert "sgd: 99 configurations, 198 runs" in result.out
-    assert "lr    log grid, 11 values: 0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316, 1, 3.16, 10, 31.6, 100" in result.out
+    assert (
+        "lr    log grid, 11 values: 0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316, 1, 3.16, 10, 31.6, 100"
+        in result.out
+    )
     assert "total: 297 configurations x 2 seeds = 594 runs" in result.out
 
 
