@@ -71,6 +71,9 @@ def two_node_cluster(monkeypatch):
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     for key, value in auth.items():
         monkeypatch.setenv(key, value)  # the in-process driver authenticates too
+    # Ray caches its token settings when first used; another test module may have
+    # imported Ray before these variables were set (pytest collects them all).
+    _reset_ray_auth_cache()
     env = {**os.environ, **auth}
     port = _free_port()
     # 127.0.0.2, not 127.0.0.1: Ray rewrites 127.0.0.1 to the host's outward address.
@@ -94,6 +97,14 @@ def two_node_cluster(monkeypatch):
         _end(_processes_of(temp))
         time.sleep(1)
         shutil.rmtree(temp, ignore_errors=True)
+        monkeypatch.undo()
+        _reset_ray_auth_cache()
+
+
+def _reset_ray_auth_cache() -> None:
+    from ray._private.authentication_test_utils import reset_auth_token_state
+
+    reset_auth_token_state()
 
 
 @pytest.mark.slow  # starting two Ray nodes takes most of a minute on 2 busy cores
