@@ -34,6 +34,7 @@ import pandas as pd
 
 from robustness.errors import UserInputError
 from robustness.results.schema import OUTCOMES
+from robustness.runner.outcome import is_maximized
 
 __all__ = [
     "capped_metric",
@@ -56,11 +57,6 @@ Direction = Literal["minimize", "maximize"]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def is_maximized(metric: str) -> bool:
-    """Whether ``metric`` is maximized: accuracies (``*_acc``) are, losses are not."""
-    return metric.endswith("_acc")
 
 
 def _direction(metric: str, direction: Direction | None) -> Direction:
