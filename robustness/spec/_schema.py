@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import DivergenceConfig, ScheduleConfig
 from robustness.spec._axis import AxisSpec
-from robustness.spec._section import Section, known_keys, refuse_unknown_keys
+from robustness.spec._section import KnownKeys, Section
 
 OBJECTIVES: tuple[str, ...] = tuple(c for c in TRIAL_COLUMNS if c.startswith(("final_", "best_")))
 """Record columns a search may optimize; ``*_acc`` ones are maximized, the others minimized."""
@@ -222,24 +222,12 @@ class SearchSpec(Section):
         return self
 
 
-class ScheduleSpec(ScheduleConfig):
+class ScheduleSpec(KnownKeys, ScheduleConfig):
     """``ScheduleConfig`` with the spec's unknown-key message."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unknown_keys(cls, data: Any) -> Any:
-        refuse_unknown_keys(known_keys(cls), data)
-        return data
 
-
-class DivergenceSpec(DivergenceConfig):
+class DivergenceSpec(KnownKeys, DivergenceConfig):
     """``DivergenceConfig`` with the spec's unknown-key message."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unknown_keys(cls, data: Any) -> Any:
-        refuse_unknown_keys(known_keys(cls), data)
-        return data
 
 
 class ProblemSpec(Section):

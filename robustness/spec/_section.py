@@ -37,13 +37,18 @@ def refuse_unknown_keys(allowed: list[str], data: Any) -> None:
     )
 
 
-class Section(BaseModel):
-    """A spec section: immutable, unknown keys refused with the allowed ones."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+class KnownKeys(BaseModel):
+    """Refuses unknown keys with the allowed ones; mixed into models defined elsewhere
+    (``ScheduleConfig``) to give them the spec's message."""
 
     @model_validator(mode="before")
     @classmethod
     def _refuse_unknown_keys(cls, data: Any) -> Any:
         refuse_unknown_keys(known_keys(cls), data)
         return data
+
+
+class Section(KnownKeys):
+    """A spec section: immutable, unknown keys refused with the allowed ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
