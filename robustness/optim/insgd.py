@@ -385,7 +385,8 @@ def _multi_tensor_insgd(
         [None] * len(params) if update_scales is None else update_scales,
     )
     for idx, ps, gs, bufs, g_scales, u_scales in groups:
-        if momentum and not nesterov and all(buf is not None for buf in bufs):
+        started = momentum and all(buf is not None for buf in bufs)
+        if started and not nesterov:
             # buf = μ·buf + (1−τ)·(s·g + wd·w) in place, without materializing d
             torch._foreach_mul_(bufs, device_scalar(momentum, bufs[0]))
             if grad_scales is None:
@@ -399,12 +400,16 @@ def _multi_tensor_insgd(
             d = gs if grad_scales is None else torch._foreach_mul(gs, g_scales)
             if weight_decay:
                 d = torch._foreach_add(d, ps, alpha=weight_decay)
-            if momentum:
+            if started:  # Nesterov
+                torch._foreach_mul_(bufs, device_scalar(momentum, bufs[0]))
+                torch._foreach_add_(bufs, d, alpha=1 - dampening)
+            elif momentum:  # some tensor's first step creates its buffer
                 for j, i in enumerate(idx):
                     if bufs[j] is None:
                         bufs[j] = buffers[i] = torch.clone(d[j]).detach()
                     else:
                         bufs[j].mul_(momentum).add_(d[j], alpha=1 - dampening)
+            if momentum:
                 d = torch._foreach_add(d, bufs, alpha=momentum) if nesterov else bufs
         if update_scales is None:
             torch._foreach_add_(ps, d, alpha=-lr)
