@@ -143,11 +143,9 @@ def _make_config(fields: dict[str, Any]) -> TrialConfig:
     try:
         return TrialConfig(**fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'trial'}: {err['msg']} "
-            f"(got {err.get('input')!r})"
-            for err in exc.errors()
-        )
+        from robustness.spec._problems import validation_problems  # the spec's wording
+
+        problems = "; ".join(validation_problems(exc))
         raise UserInputError(f"invalid trial configuration: {problems}") from None
 
 
