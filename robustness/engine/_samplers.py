@@ -15,8 +15,7 @@ from typing import Any
 import optuna
 
 from robustness.errors import unknown_choice
-
-SAMPLERS = ("grid", "random", "tpe", "gp", "qmc", "cmaes")
+from robustness.spec import SAMPLERS
 
 
 def make_sampler(

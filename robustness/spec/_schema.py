@@ -9,7 +9,7 @@ a model, does NovoGrad take ``nesterov``) happen when the plan is made
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -35,7 +35,8 @@ from robustness.spec._section import KnownKeys, Section
 OBJECTIVES: tuple[str, ...] = tuple(c for c in TRIAL_COLUMNS if c.startswith(("final_", "best_")))
 """Record columns a search may optimize; ``*_acc`` ones are maximized, the others minimized."""
 
-SAMPLERS = ("grid", "random", "tpe", "gp", "qmc", "cmaes")
+Sampler = Literal["grid", "random", "tpe", "gp", "qmc", "cmaes"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 CORE_AXES = ("lr", "init", "beta", "beta2")
 """Axes with their own TrialConfig field; any other axis is an optimizer keyword argument."""
 
@@ -177,7 +178,7 @@ class SchedulerSpec(Section):
 class SearchSpec(Section):
     """How configurations are chosen and what they are ranked by."""
 
-    sampler: Literal["grid", "random", "tpe", "gp", "qmc", "cmaes"] = "grid"
+    sampler: Sampler = "grid"
     n_trials: PositiveInt | None = Field(
         None, description="configurations per optimizer (non-grid samplers)"
     )
