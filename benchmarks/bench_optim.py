@@ -15,9 +15,10 @@ Two tables:
    is noisy on a loaded machine, and as the hooks' own work (the statistics of
    one forward pass, computed on captured layer inputs).
 
-Models are built locally from plain ``nn`` modules (no dependency on
-``robustness.models``). Timings are medians of ``torch.utils.benchmark`` blocked
-runs on a fixed thread count, in process CPU time (see ``_interleaved_medians``).
+The MLP and ResNet-20 (option-A shortcuts) come from ``robustness.models``; the
+small CNN is local (the ``cnn`` model without its second pooling). Timings are
+medians of ``torch.utils.benchmark`` blocked runs on a fixed thread count, in
+process CPU time (see ``_interleaved_medians``).
 """
 
 from __future__ import annotations
@@ -30,49 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils import benchmark
 
+from robustness.models import build_model
 from robustness.optim import INSGD, NovoGrad
 from robustness.optim._input_stats import InputProbe, input_power
 
 THREADS = 1
 BASELINE = "SGD foreach"
 LR = 0.01
-
-
-class _BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.pad = c_out - c_in  # option-A shortcut: subsample and zero-pad channels
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        short = x[:, :, :: self.stride, :: self.stride]
-        if self.pad:
-            short = F.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-        return F.relu(out + short)
-
-
-def resnet20() -> nn.Module:
-    """CIFAR ResNet-20 (He et al. 2016, option A shortcuts): 0.27 M parameters."""
-    layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-    c_in = 16
-    for c_out, stride in ((16, 1), (32, 2), (64, 2)):
-        for b in range(3):
-            layers.append(_BasicBlock(c_in, c_out, stride if b == 0 else 1))
-            c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
-    return nn.Sequential(*layers)
-
-
-def mlp() -> nn.Module:
-    return nn.Sequential(
-        nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)
-    )
 
 
 def small_cnn(channels: int = 3) -> nn.Module:
@@ -89,9 +54,9 @@ def small_cnn(channels: int = 3) -> nn.Module:
 
 
 MODELS = {
-    "MLP (40-256-256-10)": (mlp, (40,)),
+    "MLP (40-256-256-10)": (lambda: build_model("mlp", (40,), 10, widths=[256, 256]), (40,)),
     "small CNN (3x32x32)": (small_cnn, (3, 32, 32)),
-    "ResNet-20 (3x32x32)": (resnet20, (3, 32, 32)),
+    "ResNet-20 (3x32x32)": (lambda: build_model("resnet20", (3, 32, 32), 10), (3, 32, 32)),
 }
 
 
