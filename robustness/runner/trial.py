@@ -258,9 +258,10 @@ def _train_seed(
             batches = _batch_indices(n_train, batch_size, order_generator, device)
             augment_generator = _generator(log.seed, _AUGMENT_STREAM, device)
             for step in range(1, total_steps + 1):
+                x, y = data.x_train, data.y_train
                 idx = next(batches)
-                x = data.x_train if idx is None else data.x_train.index_select(0, idx)
-                y = data.y_train if idx is None else data.y_train.index_select(0, idx)
+                if idx is not None:
+                    x, y = x.index_select(0, idx), y.index_select(0, idx)
                 if data.augment is not None:
                     x = data.augment(x, augment_generator)
                 loss = loss_fn(model(x), y)
@@ -434,12 +435,10 @@ def _check_names(config: TrialConfig) -> None:
 
 def _loss_function(name: str, task: str) -> LossFn:
     """``auto``: cross-entropy for classification, mean squared error for regression."""
-    if name == "auto":
-        name = "cross_entropy" if task == "classification" else "mse"
     wanted = "cross_entropy" if task == "classification" else "mse"
-    if name != wanted:
+    if name not in ("auto", wanted):
         raise UserInputError(f"loss {name!r} does not fit a {task} task; allowed: auto, {wanted}")
-    return F.cross_entropy if name == "cross_entropy" else F.mse_loss
+    return F.cross_entropy if wanted == "cross_entropy" else F.mse_loss
 
 
 def _generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -464,5 +463,5 @@ def _cpu_threads(threads: int | None) -> Iterator[None]:
 
 def _nan_best(pick: Callable[[list[float]], float], values: list[float]) -> float:
     """``pick`` (min or max) over the non-NaN values, NaN when there are none."""
-    finite = [v for v in values if v is not None and not math.isnan(v)]
+    finite = [v for v in values if not math.isnan(v)]
     return pick(finite) if finite else math.nan
