@@ -27,6 +27,16 @@ def _random_grads(params, gen: torch.Generator) -> None:
         )
 
 
+def _step_side_by_side(params, opt, twins, twin_opt, gen: torch.Generator, steps: int) -> None:
+    """``steps`` steps of ``opt`` and ``twin_opt`` on the same random gradients (copied)."""
+    for _ in range(steps):
+        _random_grads(params, gen)
+        for p, q in zip(params, twins, strict=True):
+            q.grad = p.grad.clone()
+        opt.step()
+        twin_opt.step()
+
+
 @PATHS
 def test_first_step_reproduces_the_algorithms_check_value(foreach):
     w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
@@ -75,12 +85,7 @@ def test_matches_torch_optimizer_novograd_over_many_random_steps(foreach, grad_a
     default_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        for _ in range(60):
-            _random_grads(ours, gen)
-            for p, q in zip(ours, theirs, strict=True):
-                q.grad = p.grad.clone()
-            opt.step()
-            ref.step()
+        _step_side_by_side(ours, opt, theirs, ref, gen, 60)
     finally:
         torch.set_default_dtype(default_dtype)
     for p, q, p0 in zip(ours, theirs, _params(0), strict=True):
@@ -94,12 +99,7 @@ def test_fast_and_simple_paths_agree():
     opt_fast = NovoGrad(fast, foreach=True, **kwargs)
     opt_simple = NovoGrad(simple, foreach=False, **kwargs)
     gen = torch.Generator().manual_seed(2)
-    for _ in range(25):
-        _random_grads(fast, gen)
-        for p, q in zip(fast, simple, strict=True):
-            q.grad = p.grad.clone()
-        opt_fast.step()
-        opt_simple.step()
+    _step_side_by_side(fast, opt_fast, simple, opt_simple, gen, 25)
     for p, q in zip(fast, simple, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(
@@ -185,12 +185,7 @@ def test_fast_path_handles_parameters_of_mixed_dtypes():
     opt_fast = NovoGrad(fast, lr=0.05, weight_decay=0.01, foreach=True)
     opt_simple = NovoGrad(simple, lr=0.05, weight_decay=0.01, foreach=False)
     gen = torch.Generator().manual_seed(3)
-    for _ in range(5):
-        _random_grads(fast, gen)
-        for p, q in zip(fast, simple, strict=True):
-            q.grad = p.grad.clone()
-        opt_fast.step()
-        opt_simple.step()
+    _step_side_by_side(fast, opt_fast, simple, opt_simple, gen, 5)
     for p, q in zip(fast, simple, strict=True):
         assert p.dtype == q.dtype
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
