@@ -43,9 +43,7 @@ class _Entry:
 
 
 def _build_sgd(model: nn.Module, lr: float, beta: float | None, beta2: float | None, **kwargs):
-    momentum = 0.9 if beta is None else beta
-    check_positive("lr", lr)
-    check_coefficient("beta (SGD momentum)", momentum)
+    momentum = 0.9 if beta is None else beta  # lr and beta: checked by build_optimizer
     check_non_negative("weight_decay", kwargs.get("weight_decay", 0.0))
     check_coefficient("dampening", kwargs.get("dampening", 0.0), closed=True)
     for flag in ("nesterov", "foreach", "fused"):
