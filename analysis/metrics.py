@@ -42,6 +42,7 @@ __all__ = [
     "expected_max_curve",
     "is_maximized",
     "lr_band_width",
+    "lr_profile",
     "lr_sensitivity",
     "max_stable_lr",
     "outcome_counts",
@@ -454,6 +455,45 @@ def lr_sensitivity(
     out.insert(len(by), "sensitivity", group.mean().to_numpy() - out["best"].to_numpy())
     out["n_lrs"] = group.size().to_numpy().astype("int64")
     return out
+
+
+def lr_profile(
+    trials: pd.DataFrame,
+    metric: str = "final_val_loss",
+    by: Sequence[str] = ("optimizer", "init"),
+    direction: Direction | None = None,
+) -> pd.DataFrame:
+    """The capped metric against learning rate at the best coefficients, per group of ``by``.
+
+    Per cell (``by``, ``beta``, ``beta2``, ``lr``): the seed median of the capped
+    metric, its inter-quartile range (``low``, ``high``), the fraction of runs that
+    diverged and the run count. Per group of ``by`` and lr, the (``beta``, ``beta2``)
+    cell with the best median is kept (lowest for a minimized metric, highest for a
+    maximized one); cells whose median is NaN are dropped.
+
+    Needs ``by``, ``beta``, ``beta2``, ``lr``, ``outcome``, ``metric`` (and
+    ``initial_loss`` for a loss). Returns ``by``, ``beta``, ``beta2``, ``lr``,
+    ``median``, ``low``, ``high``, ``diverged``, ``n_runs``; one row per (``by``, lr).
+    """
+    by = list(by)
+    keys = [*by, "beta", "beta2", "lr"]
+    _require(trials, [*keys, "outcome"], "lr_profile")
+    maximize = _direction(metric, direction) == "maximize"
+    usable = _usable(trials)
+    frame = usable[keys].assign(
+        value=capped_metric(usable, metric).to_numpy(),
+        diverged=usable["outcome"].eq("diverged").to_numpy(dtype=float),
+    )
+    grouped = frame.groupby(keys, dropna=False, sort=True)
+    stats = grouped["value"].median().rename("median").to_frame()
+    stats["low"] = grouped["value"].quantile(0.25)
+    stats["high"] = grouped["value"].quantile(0.75)
+    stats["diverged"] = grouped["diverged"].mean()
+    stats["n_runs"] = grouped.size()
+    stats = stats.reset_index().dropna(subset=["median"])
+    order = stats["median"] * (-1.0 if maximize else 1.0)
+    best = order.groupby([stats[k] for k in (*by, "lr")], dropna=False).idxmin()
+    return stats.loc[best.to_numpy()].sort_values([*by, "lr"]).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- tuning effort

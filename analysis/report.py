@@ -47,11 +47,11 @@ from analysis import figures as fig
 from analysis.importance import param_importance
 from analysis.load import Results, load_results
 from analysis.metrics import (
-    capped_metric,
     divergence_probability,
     expected_max_curve,
     is_maximized,
     lr_band_width,
+    lr_profile,
     lr_sensitivity,
     max_stable_lr,
     paired_comparison,
@@ -314,7 +314,7 @@ def _divergence(report: Report, section: Section) -> None:
 
 def _sensitivity(report: Report, section: Section) -> None:
     trials = report.cells
-    profile = _lr_profile(trials, report.metric, report.maximize)
+    profile = lr_profile(trials, metric=report.metric, direction=_direction_word(report.maximize))
     report.add(
         "lr_profile",
         f"{_metric_words(report)} against learning rate",
@@ -342,26 +342,6 @@ def _sensitivity(report: Report, section: Section) -> None:
             lr_sensitivity(trials, metric="final_train_loss", by=CELL),
         )
         section.tables.append("lr_sensitivity")
-
-
-def _lr_profile(trials: pd.DataFrame, metric: str, maximize: bool) -> pd.DataFrame:
-    """Per (optimizer, init, lr): the best (β, β2)'s median, IQR and diverged fraction."""
-    usable = trials[trials["outcome"].ne("error").to_numpy(dtype=bool)]
-    keys = [*CELL, "lr"]
-    frame = usable[keys].assign(
-        value=capped_metric(usable, metric).to_numpy(),
-        diverged=usable["outcome"].eq("diverged").to_numpy(dtype=float),
-    )
-    grouped = frame.groupby(keys, dropna=False, sort=True)
-    stats = grouped["value"].median().rename("median").to_frame()
-    stats["low"] = grouped["value"].quantile(0.25)
-    stats["high"] = grouped["value"].quantile(0.75)
-    stats["diverged"] = grouped["diverged"].mean()
-    stats["n_runs"] = grouped.size()
-    stats = stats.reset_index().dropna(subset=["median"])
-    order = stats["median"] * (-1.0 if maximize else 1.0)
-    best = order.groupby([stats[k] for k in ("optimizer", "init", "lr")], dropna=False).idxmin()
-    return stats.loc[best.to_numpy()].sort_values(["optimizer", "init", "lr"])
 
 
 def _init(report: Report, section: Section) -> None:

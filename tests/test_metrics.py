@@ -310,6 +310,20 @@ def test_lr_sensitivity_refuses_an_accuracy_metric():
         metrics.lr_sensitivity(frame(grid(LRS4, [[0.7]] * 4)), metric="final_val_acc")
 
 
+def test_lr_profile_keeps_the_beta_with_the_best_seed_median_per_lr():
+    # beta 0.5: medians 0.4 (1e-3), 2.0 (1e-2: diverged runs count at the initial loss);
+    # beta 0.9: medians 0.6, 1.0, so beta 0.5 wins at 1e-3 and beta 0.9 at 1e-2
+    rows = grid(LRS4[:2], [[0.3, 0.5], [D, D]], beta=0.5)
+    rows += grid(LRS4[:2], [[0.6, 0.6], [1.0, 1.0]], beta=0.9)
+    out = metrics.lr_profile(frame(rows))
+    assert out["lr"].tolist() == LRS4[:2]
+    assert out["beta"].tolist() == [0.5, 0.9]
+    assert out["median"].tolist() == pytest.approx([0.4, 1.0])
+    assert out[["low", "high"]].iloc[0].tolist() == pytest.approx([0.35, 0.45])
+    assert out["diverged"].tolist() == [0.0, 0.0]
+    assert out["n_runs"].tolist() == [2, 2]
+
+
 # --------------------------------------------------------------------------- expected max
 
 
