@@ -19,7 +19,7 @@ from rich.progress import (
 class StudyProgress:
     """Counts finished configurations; a context manager that draws while open."""
 
-    def __init__(self, total: int, *, done: int = 0, enabled: bool = True) -> None:
+    def __init__(self, total: int, *, enabled: bool = True) -> None:
         self.diverged = 0
         self.errors = 0
         self._progress = (
@@ -39,7 +39,7 @@ class StudyProgress:
             else None
         )
         self._task = (
-            self._progress.add_task("study", total=total, completed=done, diverged=0, errors=0)
+            self._progress.add_task("study", total=total, diverged=0, errors=0)
             if self._progress is not None
             else None
         )

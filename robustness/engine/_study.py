@@ -123,7 +123,7 @@ def _run_tuner(
     name = spec.name
     storage = f"sqlite:///{out / OPTUNA_FILE}"
     device = "cuda" if gpu > 0 else "cpu"
-    threads = max(1, int(cpu)) if cpu >= 1 else 1
+    threads = max(1, int(cpu))
     labels = [
         _label_search(spec, plan, label, out, device=device, threads=threads, scheduler=scheduler)
         for label in plan.labels
