@@ -35,7 +35,8 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from robustness.errors import UserInputError, unknown_choice
+from analysis.metrics import _require, _usable
+from robustness.errors import unknown_choice
 from robustness.results.schema import TRIAL_COLUMNS
 
 __all__ = ["CORE_AXES", "EVALUATORS", "TARGETS", "param_importance"]
@@ -74,12 +75,7 @@ def param_importance(
         raise unknown_choice("direction", direction, ("minimize", "maximize"))
     if params is None:
         params = [*CORE_AXES, *(c for c in trials.columns if c not in TRIAL_COLUMNS)]
-    required = [by, "trial_id", "outcome", "objective", *params]
-    missing = [c for c in required if c not in trials.columns]
-    if missing:
-        raise UserInputError(
-            f"param_importance needs column(s) {', '.join(missing)} in the trials frame"
-        )
+    _require(trials, [by, "trial_id", "outcome", "objective", *params], "param_importance")
     configs = _configurations(trials, by, list(params), target)
     frames = []
     for key, group in configs.groupby(by, dropna=False, sort=True):
@@ -94,7 +90,7 @@ def param_importance(
 
 def _configurations(trials: pd.DataFrame, by: str, params: list[str], target: str) -> pd.DataFrame:
     """One row per (group, trial_id): the params of its first run and the target mean."""
-    usable = trials[trials["outcome"].ne("error").to_numpy(dtype=bool)]
+    usable = _usable(trials)
     if target == "objective":
         value = usable["objective"].to_numpy(dtype=float, na_value=np.nan)
     else:
