@@ -204,9 +204,7 @@ def done_trial_ids(studies) -> list[str]:
 def _abandon(study: optuna.Study, entry: LabelSearch, number: int, params: dict) -> None:
     """Close a trial that will never report (FAIL, ``abandoned``) and queue its
     parameters to be asked again, unless it died before it had them."""
-    storage = study._storage
-    internal_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    storage.set_trial_user_attr(internal_id, "abandoned", True)
+    _set_attrs(study, number, {}, abandoned=True)
     study.tell(number, state=TrialState.FAIL)
     if set(params) == set(entry.distributions):
         study.enqueue_trial(dict(params), skip_if_exists=False)
@@ -228,8 +226,8 @@ def _outcome_counts(records: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def _set_attrs(study: optuna.Study, number: int, counts: dict[str, int], **extra: Any) -> None:
-    # Optuna's public API sets user attrs only on a live Trial; a reconciled trial is
-    # reached by number through the storage.
+    # Optuna's public API sets user attrs only on a live Trial; a reconciled or
+    # abandoned trial is reached by number through the storage.
     storage = study._storage
     internal_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     for outcome, n in counts.items():
