@@ -14,18 +14,24 @@ from optuna.trial import TrialState
 
 from robustness.results.schema import CURVE_COLUMNS, SPEC_FILE, TRIAL_COLUMNS
 
-# sgd: beta 0 with nesterov is refused by torch at run time (the plan probes each
-# axis alone, so it passes validation): one configuration errors, the study goes on.
-SMALL = {
-    "name": "tiny",
-    "problem": {
+
+def tiny_problem(steps: int = 30, eval_every: int = 10) -> dict:
+    """The ``problem`` of the engine's test studies: a 16-wide MLP on digits, batch 64."""
+    return {
         "dataset": "digits",
         "model": "mlp",
         "model_args": {"widths": [16]},
         "batch_size": 64,
-        "steps": 30,
-        "eval_every": 10,
-    },
+        "steps": steps,
+        "eval_every": eval_every,
+    }
+
+
+# sgd: beta 0 with nesterov is refused by torch at run time (the plan probes each
+# axis alone, so it passes validation): one configuration errors, the study goes on.
+SMALL = {
+    "name": "tiny",
+    "problem": tiny_problem(),
     "optimizers": {
         "sgd": {"space": {"lr": [0.1], "beta": [0.9, 0.0], "nesterov": [False, True]}},
         "novograd": {},

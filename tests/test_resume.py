@@ -16,17 +16,12 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from tests.test_engine import tiny_problem
+
 LRS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
 SPEC = {
     "name": "killme",
-    "problem": {
-        "dataset": "digits",
-        "model": "mlp",
-        "model_args": {"widths": [16]},
-        "batch_size": 64,
-        "steps": 150,
-        "eval_every": 50,
-    },
+    "problem": tiny_problem(steps=150, eval_every=50),
     "optimizers": {"novograd": {}},
     "space": {"lr": LRS},
     "seeds": [0],
