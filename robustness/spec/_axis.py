@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 V = TypeVar("V")
 
-# The forms as a user reads them, for messages.
 # The forms as a user reads them, for messages. Placeholders are upper case: the CLI
 # prints messages through rich, which would take "[lo, hi]" for a markup tag.
 AXIS_FORMS = (
