@@ -14,11 +14,13 @@ Outcomes: runs with ``outcome == "error"`` are excluded from every metric (they 
 counted in ``n_error`` where a count is reported); ``diverged`` and ``stalled`` runs
 are kept.
 
-Effective metric values (``capped_metric``), the searcher's ``objective`` semantics:
-a *loss* metric (any name not ending in ``_acc``) of a diverged or stalled run, or a
+Effective metric values (``capped_metric``): a *loss* metric (any name not ending in ``_acc``) of a diverged or stalled run, or a
 non-finite loss, counts as ``min(value, initial_loss)`` (``initial_loss`` when the
 value is not finite), as in Wortsman et al. 2023; an *accuracy* metric (name ends in
-``_acc``, maximized) of a diverged run, or a non-finite accuracy, counts as 0. The
+``_acc``, maximized) of a diverged run, or a non-finite accuracy, counts as 0. For
+losses this is the runner's capping of the ``objective`` column
+(``robustness.runner.outcome.capped_objective``); for accuracies it is stricter: the
+runner keeps a diverged run's last finite accuracy, the analysis counts it as 0. The
 ``objective`` column is already capped by the runner and is used as it is.
 
 Every stochastic procedure (bootstrap) takes ``seed`` and is reproducible.
