@@ -15,17 +15,11 @@ import yaml
 
 from analysis.load import load_results
 from analysis.report import build_report, render_report
+from tests.test_engine import tiny_problem
 
 SPEC = {
     "name": "tiny_report",
-    "problem": {
-        "dataset": "digits",
-        "model": "mlp",
-        "model_args": {"widths": [16]},
-        "batch_size": 64,
-        "steps": 30,
-        "eval_every": 10,
-    },
+    "problem": tiny_problem(),
     "optimizers": {"sgd": {}, "novograd": {}},
     "space": {"lr": [0.01, 0.3, 30.0]},
     "seeds": [0],
