@@ -1,12 +1,15 @@
 """Plumbing shared by the multi-tensor (``torch._foreach_*``) execution paths.
 
-Foreach kernels need tensors on one device with one dtype, and per-layer scalars
-are cheapest as one vector op instead of one tiny op per layer. These two helpers
-provide exactly that; the optimizer math stays in the optimizer modules.
+Foreach kernels need tensors on one device with one dtype; per-layer scalars are
+cheapest as one vector op instead of one tiny op per layer; and on CPU, where a
+foreach op is a loop of per-tensor kernels, state kept in one flat buffer
+(:class:`FlatState`) turns a per-tensor op on the state into one kernel. The
+optimizer math stays in the optimizer modules.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 
 import torch
@@ -41,6 +44,20 @@ def device_scalar(value: float, like: Tensor) -> Tensor:
     return torch.full((), value, dtype=like.dtype, device=like.device)
 
 
+def foreach_axpy_(ys: list[Tensor], xs: list[Tensor], scalars: Tensor) -> None:
+    """``ys[i] += scalars[i]·xs[i]`` in place, with one scalar per tensor from a vector.
+
+    On CPU the scalars are read straight from the vector (the ``Tensor`` overload
+    of ``_foreach_addcmul_``, with a shared 0-dim one as the second factor), which
+    is faster than splitting the vector into 0-dim tensors; elsewhere they are
+    split into 0-dim device tensors, so nothing waits for the device.
+    """
+    if scalars.device.type == "cpu":
+        torch._foreach_addcmul_(ys, xs, [scalars.new_ones(())] * len(ys), scalars)
+    else:
+        torch._foreach_addcmul_(ys, xs, scalars.unbind())
+
+
 def map_concatenated(
     fn: Callable[..., tuple[Tensor | None, ...]], *lists: Sequence[Tensor]
 ) -> tuple[list[Tensor] | None, ...]:
@@ -64,3 +81,106 @@ def map_concatenated(
         else [part.view(shape) for part, shape in zip(out.split(sizes), shapes, strict=True)]
         for out in outputs
     )
+
+
+_LAYOUTS = ("tensor", "scalar", "scalar32")
+
+
+class FlatState:
+    """Per-parameter state tensors kept as views of one flat buffer per name.
+
+    ``torch._foreach_*`` ops still dispatch one kernel per tensor; on CPU, with
+    dozens of small tensors, that dispatch is most of an optimizer step. When a
+    state tensor of every parameter is a view of one contiguous buffer, an
+    elementwise op on the state alone (``m ← β·m``, the per-tensor scalars ``v``)
+    is one kernel on the buffer instead of one per tensor.
+
+    The views *are* the entries of ``optimizer.state[p][name]``, so ``state_dict()``
+    and in-place edits see them. :meth:`get` re-checks, on every call, that the
+    parameters, their state dicts and the entries are still the ones it built the
+    buffers from (identity checks, no tensor is read), and rebuilds otherwise,
+    copying the entries' current values: after ``load_state_dict``, an entry or a
+    state dict replaced by hand, or a parameter gaining or losing its gradient, the
+    step goes on from the state as it is. Missing entries start as zeros.
+    """
+
+    def __init__(self) -> None:
+        self._slots: dict[object, tuple[list[Tensor], list[_FlatSlot]]] = {}
+
+    def get(
+        self, key: object, state: dict, params: list[Tensor], names: dict[str, str]
+    ) -> list[_FlatSlot]:
+        """One :class:`_FlatSlot` per (device, dtype) of ``params``, for state ``names``.
+
+        ``names`` maps each state name to its layout: ``"tensor"`` (shaped like
+        the parameter, in its dtype), ``"scalar"`` (0-dim, the parameter's dtype)
+        or ``"scalar32"`` (0-dim, at least float32). ``key`` identifies the
+        caller's use (one cache entry per key, e.g. per param group).
+        """
+        cached = self._slots.get(key)
+        if cached is not None:
+            cached_params, slots = cached
+            if (
+                len(params) == len(cached_params)
+                and all(map(operator.is_, params, cached_params))
+                and all(slot.matches(state) for slot in slots)
+            ):
+                return slots
+        slots = [
+            _FlatSlot.build(state, part, list(indices), names)
+            for indices, part in group_by_device_and_dtype(params)
+        ]
+        self._slots[key] = (list(params), slots)
+        return slots
+
+
+class _FlatSlot:
+    """The flat buffers (``flats[name]``) of same-device, same-dtype ``params`` and
+    their per-parameter views (``views[name]``), which are the state entries.
+    ``indices``: where ``params`` sit in the list :meth:`FlatState.get` was given."""
+
+    __slots__ = ("entries", "flats", "indices", "params", "views")
+
+    def __init__(self, params, indices, entries, flats, views) -> None:
+        self.params = params
+        self.indices = indices
+        self.entries = entries  # each parameter's state dict, as built
+        self.flats = flats
+        self.views = views
+
+    @classmethod
+    def build(
+        cls, state: dict, params: list[Tensor], indices: list[int], names: dict[str, str]
+    ) -> _FlatSlot:
+        entries = [state[p] for p in params]
+        device, dtype = params[0].device, params[0].dtype
+        flats, views = {}, {}
+        for name, layout in names.items():
+            if layout not in _LAYOUTS:
+                raise ValueError(f"unknown state layout {layout!r}; allowed: {_LAYOUTS}")
+            shaped = layout == "tensor"
+            flat_dtype = (
+                torch.promote_types(dtype, torch.float32) if layout == "scalar32" else dtype
+            )
+            shapes = [p.shape if shaped else torch.Size() for p in params]
+            flat = torch.cat(
+                [
+                    torch.zeros(shape.numel(), dtype=flat_dtype, device=device)
+                    if entry.get(name) is None
+                    else entry[name].detach().reshape(-1).to(flat_dtype)
+                    for shape, entry in zip(shapes, entries, strict=True)
+                ]
+            )
+            parts = flat.split([shape.numel() for shape in shapes])
+            flats[name] = flat
+            views[name] = [part.view(shape) for part, shape in zip(parts, shapes, strict=True)]
+            for entry, view in zip(entries, views[name], strict=True):
+                entry[name] = view
+        return cls(list(params), indices, entries, flats, views)
+
+    def matches(self, state: dict) -> bool:
+        """Same state dicts, and the same view in every entry (identity only)."""
+        return all(map(operator.is_, map(state.get, self.params), self.entries)) and all(
+            all(map(operator.is_, [entry.get(name) for entry in self.entries], views))
+            for name, views in self.views.items()
+        )

@@ -19,11 +19,16 @@ Nesterov as ``torch.optim.SGD`` in both. The per-layer scalars stay on the devic
 
 ``INSGD`` does the bookkeeping; the math is :func:`paper_scales`,
 :func:`reference_scales` (per-layer factors) and :func:`insgd` (the update), each
-with a per-tensor path and a multi-tensor path chosen by ``foreach``.
+with a per-tensor path and a multi-tensor path chosen by ``foreach``. The
+optimizer's multi-tensor path keeps the momentum buffers and ``P`` in flat
+buffers (``FlatState``; the state entries are views of them) and repeats each
+reference-mode conv factor over the kernel positions, so the update runs over
+contiguous memory.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Callable, Sequence
@@ -40,6 +45,7 @@ from robustness.optim._input_stats import (
     standardized_input_statistic,
 )
 from robustness.optim._multi_tensor import (
+    FlatState,
     device_scalar,
     group_by_device_and_dtype,
     map_concatenated,
@@ -58,6 +64,9 @@ MODES = ("paper", "reference")
 # the authors' code: numerator and momentum offset of the reference-mode factor
 _REF_NUMERATOR = math.sqrt(1 + 1e-6)
 _REF_OFFSET = 1e-6
+# the state the multi-tensor path keeps flat (``FlatState`` layouts)
+_MOMENTUM_LAYOUT = {"momentum_buffer": "tensor"}
+_POWER_LAYOUT = {"input_power": "scalar32"}
 
 
 class INSGD(torch.optim.Optimizer):
@@ -173,58 +182,137 @@ class INSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            weights, stats, plain = [], [], []
-            for p in group["params"]:
-                probe = self._probes.get(p)
-                stat = None if probe is None else probe.take()
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("INSGD does not support sparse gradients")
-                if probe is None:
-                    plain.append(p)
-                    continue
-                if stat is None:
-                    raise RuntimeError(self._unmeasured_message(p))
-                weights.append(p)
-                stats.append(stat)
+        for index, group in enumerate(self.param_groups):
+            params, stats = self._measured(group)
+            if not params:
+                continue
+            foreach = group["foreach"]
+            weights = [i for i, stat in enumerate(stats) if stat is not None]
+            grad_scales = update_scales = None
+            if weights and self.mode == "paper":
+                scales = self._paper_scales(index, [params[i] for i in weights], stats, group)
+                grad_scales = _spread(scales, weights, len(params))
+            elif weights:
+                scales = reference_scales(
+                    [stats[i] for i in weights],
+                    momentum=group["momentum"],
+                    eps=group["eps"],
+                    foreach=foreach,
+                    shapes=[params[i].shape for i in weights] if foreach else None,
+                )
+                update_scales = _spread(scales, weights, len(params))
             hyper = {
                 "lr": group["lr"],
                 "weight_decay": group["weight_decay"],
                 "momentum": group["momentum"],
                 "dampening": group["dampening"],
                 "nesterov": group["nesterov"],
-                "foreach": group["foreach"],
             }
-            if weights and self.mode == "paper":
-                powers = [
-                    self._input_power(p, stat) for p, stat in zip(weights, stats, strict=True)
-                ]
-                scales = paper_scales(
-                    powers, stats, beta=group["beta"], eps=group["eps"], foreach=group["foreach"]
-                )
-                self._update(weights, hyper, grad_scales=scales)
-            elif weights:
-                scales = reference_scales(
-                    stats, momentum=group["momentum"], eps=group["eps"], foreach=group["foreach"]
-                )
-                self._update(weights, hyper, update_scales=scales)
-            self._update(plain, hyper)
+            if (
+                foreach
+                and group["momentum"]
+                and all("momentum_buffer" in self.state[p] for p in params)
+            ):
+                self._flat_update(index, params, grad_scales, update_scales, hyper)
+                continue
+            buffers = [self.state[p].get("momentum_buffer") for p in params]
+            insgd(
+                params,
+                [p.grad for p in params],
+                buffers,
+                grad_scales=grad_scales,
+                update_scales=update_scales,
+                foreach=foreach,
+                **hyper,
+            )
+            if group["momentum"]:
+                for p, buf in zip(params, buffers, strict=True):
+                    self.state[p]["momentum_buffer"] = buf
         return loss
 
-    def _input_power(self, p: Tensor, batch_power: Tensor) -> Tensor:
-        state = self.state[p]
-        if "input_power" not in state:  # P_1 = p_1: start at the first batch power
-            state["input_power"] = batch_power.detach().clone()
-        return state["input_power"]
+    def _measured(self, group: dict) -> tuple[list[Tensor], list[Tensor | None]]:
+        """The group's parameters that have a gradient, and each one's measurement
+        since the last step (None for a parameter that is not normalized). Every
+        probe is emptied, so a measurement never leaks into a later step."""
+        params, stats = [], []
+        probes = self._group_probes(group)
+        for p, probe in zip(group["params"], probes, strict=True):
+            stat = None if probe is None else probe.take()
+            grad = p.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                raise RuntimeError("INSGD does not support sparse gradients")
+            if probe is not None and stat is None:
+                raise RuntimeError(self._unmeasured_message(p))
+            params.append(p)
+            stats.append(stat)
+        return params, stats
 
-    def _update(self, params: list[Tensor], hyper: dict, **scales: list[Tensor]) -> None:
-        buffers = [self.state[p].get("momentum_buffer") for p in params]
-        insgd(params, [p.grad for p in params], buffers, **scales, **hyper)
-        if hyper["momentum"]:
-            for p, buf in zip(params, buffers, strict=True):
-                self.state[p]["momentum_buffer"] = buf
+    def _group_probes(self, group: dict) -> list[InputProbe | None]:
+        """Each of the group's parameters' probe (None if not normalized), cached."""
+        cache = self.__dict__.setdefault("_probe_lists", {})
+        key = id(group)
+        cached = cache.get(key)
+        if (
+            cached is None
+            or cached[0] is not group["params"]
+            or len(cached[1]) != len(group["params"])
+        ):
+            cached = cache[key] = (
+                group["params"],
+                [self._probes.get(p) for p in group["params"]],
+            )
+        return cached[1]
+
+    def _paper_scales(
+        self, index: int, weights: list[Tensor], stats: list[Tensor | None], group: dict
+    ) -> list[Tensor]:
+        """Advance each normalized weight's ``P``; return its gradient scale."""
+        batch_powers = [stat for stat in stats if stat is not None]
+        for p, batch_power in zip(weights, batch_powers, strict=True):
+            state = self.state[p]
+            if "input_power" not in state:  # P_1 = p_1: start at the first batch power
+                state["input_power"] = batch_power.detach().clone()
+        beta, eps = group["beta"], group["eps"]
+        if not group["foreach"]:
+            powers = [self.state[p]["input_power"] for p in weights]
+            return paper_scales(powers, batch_powers, beta=beta, eps=eps, foreach=False)
+        scales: list[Tensor] = [None] * len(weights)  # type: ignore[list-item]
+        for slot in self._flat().get(("power", index), self.state, weights, _POWER_LAYOUT):
+            power = slot.flats["input_power"]
+            batch = torch.stack([batch_powers[i] for i in slot.indices])
+            new_power, scale = _paper_scale(power, batch, beta=beta, eps=eps)
+            power.copy_(new_power)
+            for i, s in zip(slot.indices, scale.unbind(), strict=True):
+                scales[i] = s
+        return scales
+
+    def _flat_update(
+        self,
+        index: int,
+        params: list[Tensor],
+        grad_scales: list[Tensor | None] | None,
+        update_scales: list[Tensor | None] | None,
+        hyper: dict,
+    ) -> None:
+        """The multi-tensor update with the momentum buffers in one flat buffer."""
+        for slot in self._flat().get(("momentum", index), self.state, params, _MOMENTUM_LAYOUT):
+            ps, idx = slot.params, slot.indices
+            _foreach_insgd(
+                ps,
+                [p.grad for p in ps],
+                slot.views["momentum_buffer"],
+                None if grad_scales is None else [grad_scales[i] for i in idx],
+                None if update_scales is None else [update_scales[i] for i in idx],
+                buffer_flat=slot.flats["momentum_buffer"],
+                **hyper,
+            )
+
+    def _flat(self) -> FlatState:
+        if "_flat_state" not in self.__dict__:  # not pickled with the optimizer
+            self._flat_state = FlatState()
+        return self._flat_state
 
     def _unmeasured_message(self, p: Tensor) -> str:
         name = self._layer_names[p]
@@ -284,15 +372,62 @@ def paper_scales(
 
 
 def reference_scales(
-    statistics: Sequence[Tensor], *, momentum: float, eps: float, foreach: bool = True
+    statistics: Sequence[Tensor],
+    *,
+    momentum: float,
+    eps: float,
+    foreach: bool = True,
+    shapes: Sequence[torch.Size] | None = None,
 ) -> list[Tensor]:
-    """Reference mode: the factor applied to each normalized weight's momentum step."""
+    """Reference mode: the factor applied to each normalized weight's momentum step.
+
+    Each factor has its statistic's shape (0-dim for a Linear, one value per input
+    channel shaped ``(A, B, 1, 1)`` for a Conv2d). With ``shapes`` (the weights'
+    shapes; multi-tensor path only) a conv factor comes out repeated over the
+    kernel positions, ``(A, B, k_h, k_w)``: the same values, but multiplying a
+    weight by it runs over contiguous memory, about 6x faster than broadcasting the
+    ``(A, B, 1, 1)`` factor over a 3x3 kernel.
+    """
     if not foreach:
         return [_reference_scale(s, momentum=momentum, eps=eps)[0] for s in statistics]
-    (scales,) = map_concatenated(
-        lambda s: _reference_scale(s, momentum=momentum, eps=eps), statistics
-    )
-    return scales
+    if shapes is None:
+        (scales,) = map_concatenated(
+            lambda s: _reference_scale(s, momentum=momentum, eps=eps), statistics
+        )
+        return scales
+    flat = torch.cat([s.reshape(-1) for s in statistics])
+    (scale,) = _reference_scale(flat, momentum=momentum, eps=eps)
+    stat_shapes = tuple(s.shape for s in statistics)
+    kernels = tuple(tuple(shape[2:]) for shape in shapes)
+    repeats, sizes, targets = _kernel_repeats(stat_shapes, kernels, flat.device)
+    expanded = scale.repeat_interleave(repeats, output_size=sum(sizes))
+    return [part.view(t) for part, t in zip(expanded.split(sizes), targets, strict=True)]
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_repeats(
+    stat_shapes: tuple[torch.Size, ...], kernels: tuple[tuple[int, ...], ...], device: torch.device
+) -> tuple[Tensor, list[int], list[tuple[int, ...]]]:
+    """How often each statistic value repeats to fill its weight's kernel positions
+    (``repeat_interleave`` counts, on ``device``), each weight's share of the result,
+    and the shape it is viewed as."""
+    counts, sizes, targets = [], [], []
+    for stat_shape, kernel in zip(stat_shapes, kernels, strict=True):
+        per_value = math.prod(kernel) if len(stat_shape) == 4 else 1
+        target = (*stat_shape[:2], *kernel) if len(stat_shape) == 4 else tuple(stat_shape)
+        counts += [per_value] * stat_shape.numel()
+        sizes.append(stat_shape.numel() * per_value)
+        targets.append(target)
+    # built on the host, copied without waiting (cached, so once per geometry)
+    return torch.tensor(counts).to(device, non_blocking=True), sizes, targets
+
+
+def _spread(scales: Sequence[Tensor], positions: list[int], n: int) -> list[Tensor | None]:
+    """A list of ``n`` entries with ``scales`` at ``positions`` and None elsewhere."""
+    spread: list[Tensor | None] = [None] * n
+    for i, scale in zip(positions, scales, strict=True):
+        spread[i] = scale
+    return spread
 
 
 def insgd(
@@ -300,8 +435,8 @@ def insgd(
     grads: list[Tensor],
     momentum_buffers: list[Tensor | None],
     *,
-    grad_scales: Sequence[Tensor] | None = None,
-    update_scales: Sequence[Tensor] | None = None,
+    grad_scales: Sequence[Tensor | None] | None = None,
+    update_scales: Sequence[Tensor | None] | None = None,
     lr: float,
     weight_decay: float,
     momentum: float,
@@ -315,24 +450,47 @@ def insgd(
     ``momentum_buffers``, replaced by the new buffer), then ``μ·buf + (1−τ)·d``;
     ``d = buf`` (Nesterov: ``d + μ·buf``); ``w ← w − lr·s_u·d``. ``s_g`` are the
     ``grad_scales`` (paper mode), ``s_u`` the ``update_scales`` (reference mode),
-    each broadcastable to its tensor; None means 1 (plain SGD with momentum,
-    identical to ``torch.optim.SGD``). ``grads`` are read only.
+    each broadcastable to its tensor; None (the list, or an entry) means 1 (plain
+    SGD with momentum, identical to ``torch.optim.SGD``). ``grads`` are read only.
     """
     if not params:
         return
-    path = _multi_tensor_insgd if foreach else _single_tensor_insgd
-    path(
+    if not foreach:
+        _single_tensor_insgd(
+            params,
+            grads,
+            momentum_buffers,
+            grad_scales,
+            update_scales,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+        )
+        return
+    none = [None] * len(params)
+    for idx, ps, gs, bufs, g_scales, u_scales in group_by_device_and_dtype(
         params,
         grads,
         momentum_buffers,
-        grad_scales,
-        update_scales,
-        lr=lr,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        dampening=dampening,
-        nesterov=nesterov,
-    )
+        none if grad_scales is None else grad_scales,
+        none if update_scales is None else update_scales,
+    ):
+        _foreach_insgd(
+            ps,
+            gs,
+            bufs,
+            None if grad_scales is None else g_scales,
+            None if update_scales is None else u_scales,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+        )
+        for j, i in enumerate(idx):
+            momentum_buffers[i] = bufs[j]
 
 
 def _single_tensor_insgd(
@@ -349,7 +507,9 @@ def _single_tensor_insgd(
     nesterov,
 ) -> None:
     for i, p in enumerate(params):
-        d = grads[i] if grad_scales is None else grads[i] * grad_scales[i]
+        g_scale = None if grad_scales is None else grad_scales[i]
+        u_scale = None if update_scales is None else update_scales[i]
+        d = grads[i] if g_scale is None else grads[i] * g_scale
         if weight_decay:
             d = d.add(p, alpha=weight_decay)
         if momentum:
@@ -359,59 +519,80 @@ def _single_tensor_insgd(
             else:
                 buf.mul_(momentum).add_(d, alpha=1 - dampening)
             d = d.add(buf, alpha=momentum) if nesterov else buf
-        if update_scales is not None:
-            d = d * update_scales[i]
+        if u_scale is not None:
+            d = d * u_scale
         p.add_(d, alpha=-lr)
 
 
-def _multi_tensor_insgd(
-    params,
-    grads,
-    buffers,
-    grad_scales,
-    update_scales,
+def _foreach_insgd(
+    ps: list[Tensor],
+    gs: list[Tensor],
+    bufs: list[Tensor | None],
+    g_scales: list[Tensor | None] | None,
+    u_scales: list[Tensor | None] | None,
     *,
-    lr,
-    weight_decay,
-    momentum,
-    dampening,
-    nesterov,
+    buffer_flat: Tensor | None = None,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
 ) -> None:
-    groups = group_by_device_and_dtype(
-        params,
-        grads,
-        buffers,
-        [None] * len(params) if grad_scales is None else grad_scales,
-        [None] * len(params) if update_scales is None else update_scales,
-    )
-    for idx, ps, gs, bufs, g_scales, u_scales in groups:
-        started = momentum and all(buf is not None for buf in bufs)
-        if started and not nesterov:
-            # buf = μ·buf + (1−τ)·(s·g + wd·w) in place, without materializing d
+    """The update on same-device, same-dtype tensors with ``torch._foreach_*`` ops.
+
+    A None scale entry is 1 (a shared 0-dim one: multiplying by it is exact, so
+    such tensors follow ``torch.optim.SGD``). New buffers are written into
+    ``bufs``. ``buffer_flat``, when every buffer is a view of it, scales them all
+    with one kernel.
+    """
+    if g_scales is not None:
+        g_scales = _ones_for_none(g_scales, ps[0])
+    if u_scales is not None:
+        u_scales = _ones_for_none(u_scales, ps[0])
+    started = momentum and all(buf is not None for buf in bufs)
+    if started:
+        if buffer_flat is None:
             torch._foreach_mul_(bufs, device_scalar(momentum, bufs[0]))
-            if grad_scales is None:
-                torch._foreach_add_(bufs, gs, alpha=1 - dampening)
-            else:
-                torch._foreach_addcmul_(bufs, gs, g_scales, value=1 - dampening)
-            if weight_decay:
-                torch._foreach_add_(bufs, ps, alpha=(1 - dampening) * weight_decay)
-            d = bufs
         else:
-            d = gs if grad_scales is None else torch._foreach_mul(gs, g_scales)
-            if weight_decay:
-                d = torch._foreach_add(d, ps, alpha=weight_decay)
-            if started:  # Nesterov
-                torch._foreach_mul_(bufs, device_scalar(momentum, bufs[0]))
-                torch._foreach_add_(bufs, d, alpha=1 - dampening)
-            elif momentum:  # some tensor's first step creates its buffer
-                for j, i in enumerate(idx):
-                    if bufs[j] is None:
-                        bufs[j] = buffers[i] = torch.clone(d[j]).detach()
-                    else:
-                        bufs[j].mul_(momentum).add_(d[j], alpha=1 - dampening)
-            if momentum:
-                d = torch._foreach_add(d, bufs, alpha=momentum) if nesterov else bufs
-        if update_scales is None:
-            torch._foreach_add_(ps, d, alpha=-lr)
+            buffer_flat.mul_(momentum)
+    if started and not nesterov:
+        # buf = μ·buf + (1−τ)·(s·g + wd·w) in place, without materializing d
+        if g_scales is None:
+            torch._foreach_add_(bufs, gs, alpha=1 - dampening)
         else:
-            torch._foreach_addcmul_(ps, d, u_scales, value=-lr)
+            torch._foreach_addcmul_(bufs, gs, g_scales, value=1 - dampening)
+        if weight_decay:
+            torch._foreach_add_(bufs, ps, alpha=(1 - dampening) * weight_decay)
+        d = bufs
+    else:
+        d = gs if g_scales is None else torch._foreach_mul(gs, g_scales)
+        if weight_decay:
+            d = torch._foreach_add(d, ps, alpha=weight_decay)
+        if started:  # Nesterov
+            torch._foreach_add_(bufs, d, alpha=1 - dampening)
+        elif momentum:  # some tensor's first step creates its buffer
+            for j, buf in enumerate(bufs):
+                if buf is None:
+                    bufs[j] = torch.clone(d[j]).detach()
+                else:
+                    buf.mul_(momentum).add_(d[j], alpha=1 - dampening)
+        if momentum:
+            d = torch._foreach_add(d, bufs, alpha=momentum) if nesterov else bufs
+    if u_scales is None:
+        torch._foreach_add_(ps, d, alpha=-lr)
+    else:
+        torch._foreach_addcmul_(ps, d, u_scales, value=-lr)
+
+
+def _ones_for_none(scales: list[Tensor | None], like: Tensor) -> list[Tensor]:
+    """``scales`` with each None replaced by a shared 0-dim one like ``like``."""
+    if all(s is not None for s in scales):
+        return scales
+    one = _one(like.dtype, like.device)
+    return [one if s is None else s for s in scales]
+
+
+@functools.lru_cache(maxsize=16)
+def _one(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A 0-dim one, made once per dtype and device (never written to)."""
+    return torch.ones((), dtype=dtype, device=device)

@@ -21,7 +21,9 @@ under grad_averaging.
 
 ``NovoGrad`` does the bookkeeping; :func:`novograd` is the math, with a simple
 per-tensor path and a multi-tensor ``torch._foreach_*`` path that treats the
-per-tensor scalars as one vector (no host sync in either).
+per-tensor scalars as one vector (no host sync in either). The optimizer's
+multi-tensor path keeps ``exp_avg`` and ``exp_avg_sq`` in flat buffers
+(``FlatState``): the state entries are views of them.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from torch import Tensor
 
 from robustness.errors import UserInputError
 from robustness.optim._multi_tensor import (
+    FlatState,
     device_scalar,
+    foreach_axpy_,
     group_by_device_and_dtype,
-    map_concatenated,
 )
 from robustness.optim._validation import (
     check_coefficient,
@@ -45,6 +48,9 @@ from robustness.optim._validation import (
 )
 
 __all__ = ["NovoGrad", "novograd"]
+
+# the state the multi-tensor path keeps flat (``FlatState`` layouts)
+_STATE_LAYOUT = {"exp_avg": "tensor", "exp_avg_sq": "scalar"}
 
 
 class NovoGrad(torch.optim.Optimizer):
@@ -101,37 +107,51 @@ class NovoGrad(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs = [], [], [], []
-            for p in group["params"]:
-                grad = p.grad
-                if grad is None:
-                    continue
-                if grad.is_sparse:
-                    raise RuntimeError("NovoGrad does not support sparse gradients")
+        for index, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("NovoGrad does not support sparse gradients")
+            beta1, beta2 = group["betas"]
+            hyper = {
+                "lr": group["lr"],
+                "beta1": beta1,
+                "beta2": beta2,
+                "eps": group["eps"],
+                "weight_decay": group["weight_decay"],
+                "averaging": (1.0 - beta1) if group["grad_averaging"] else 1.0,
+            }
+            if group["foreach"]:
+                self._flat_step(index, params, hyper)
+                continue
+            for p in params:
                 state = self.state[p]
                 if not state:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros((), dtype=p.dtype, device=p.device)
-                params.append(p)
-                grads.append(grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-            beta1, beta2 = group["betas"]
-            novograd(
+            _single_tensor_novograd(
                 params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                grad_averaging=group["grad_averaging"],
-                foreach=group["foreach"],
+                [p.grad for p in params],
+                [self.state[p]["exp_avg"] for p in params],
+                [self.state[p]["exp_avg_sq"] for p in params],
+                **hyper,
             )
         return loss
+
+    def _flat_step(self, index: int, params: list[Tensor], hyper: dict) -> None:
+        """The multi-tensor path, with each state kept in one flat buffer (``FlatState``)."""
+        if not hasattr(self, "_flat_state"):  # not pickled with the optimizer
+            self._flat_state = FlatState()
+        for slot in self._flat_state.get(index, self.state, params, _STATE_LAYOUT):
+            _foreach_novograd(
+                slot.params,
+                [p.grad for p in slot.params],
+                slot.views["exp_avg"],
+                slot.flats["exp_avg_sq"],
+                exp_avg_flat=slot.flats["exp_avg"],
+                **hyper,
+            )
 
 
 def novograd(
@@ -207,16 +227,49 @@ def _multi_tensor_novograd(
     params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, averaging
 ) -> None:
     for _, ps, gs, ms, vs in group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs):
-        new_vs, a, b = map_concatenated(
-            lambda v, n: _second_moment(
-                v, n.square(), beta2=beta2, eps=eps, weight_decay=weight_decay, averaging=averaging
-            ),
-            vs,
-            torch._foreach_norm(gs),
+        v = torch.stack(vs)
+        _foreach_novograd(
+            ps,
+            gs,
+            ms,
+            v,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            averaging=averaging,
         )
-        torch._foreach_copy_(vs, new_vs)
+        torch._foreach_copy_(vs, v.unbind())
+
+
+def _foreach_novograd(
+    ps: list[Tensor],
+    gs: list[Tensor],
+    ms: list[Tensor],
+    v: Tensor,
+    *,
+    exp_avg_flat: Tensor | None = None,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    averaging: float,
+) -> None:
+    """One step on same-device, same-dtype tensors; ``v`` holds every tensor's ``v``
+    as one vector, updated in place. ``exp_avg_flat``, when the ``ms`` are views of
+    one buffer, scales them all with one kernel."""
+    norm_sq = torch.stack(torch._foreach_norm(gs)).square_()
+    new_v, a, b = _second_moment(
+        v, norm_sq, beta2=beta2, eps=eps, weight_decay=weight_decay, averaging=averaging
+    )
+    v.copy_(new_v)
+    if exp_avg_flat is None:
         torch._foreach_mul_(ms, device_scalar(beta1, ms[0]))
-        torch._foreach_addcmul_(ms, gs, a)
-        if b is not None:
-            torch._foreach_addcmul_(ms, ps, b)
-        torch._foreach_add_(ps, ms, alpha=-lr)
+    else:
+        exp_avg_flat.mul_(beta1)
+    foreach_axpy_(ms, gs, a)
+    if b is not None:
+        foreach_axpy_(ms, ps, b)
+    torch._foreach_add_(ps, ms, alpha=-lr)
