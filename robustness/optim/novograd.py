@@ -49,6 +49,8 @@ from robustness.optim._validation import (
 
 __all__ = ["NovoGrad", "novograd"]
 
+# the paper's (β1, β2), ALGORITHMS.md's defaults
+DEFAULT_BETAS = (0.95, 0.98)
 # the state the multi-tensor path keeps flat (``FlatState`` layouts)
 _STATE_LAYOUT = {"exp_avg": "tensor", "exp_avg_sq": "scalar"}
 
@@ -74,7 +76,7 @@ class NovoGrad(torch.optim.Optimizer):
         self,
         params: Iterable[Tensor] | Iterable[dict],
         lr: float,
-        betas: tuple[float, float] = (0.95, 0.98),
+        betas: tuple[float, float] = DEFAULT_BETAS,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         grad_averaging: bool = False,

@@ -30,7 +30,7 @@ from robustness.optim._validation import (
     check_positive,
 )
 from robustness.optim.insgd import INSGD
-from robustness.optim.novograd import NovoGrad
+from robustness.optim.novograd import DEFAULT_BETAS, NovoGrad
 
 __all__ = ["OPTIMIZERS", "build_optimizer", "optimizer_axes"]
 
@@ -62,7 +62,8 @@ def _build_insgd(model: nn.Module, lr: float, beta: float | None, beta2: float |
 
 
 def _build_novograd(model: nn.Module, lr: float, beta: float | None, beta2: float | None, **kwargs):
-    betas = (0.95 if beta is None else beta, 0.98 if beta2 is None else beta2)
+    default1, default2 = DEFAULT_BETAS
+    betas = (default1 if beta is None else beta, default2 if beta2 is None else beta2)
     return NovoGrad(model.parameters(), lr, betas=betas, **kwargs)
 
 
