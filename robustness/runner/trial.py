@@ -330,8 +330,9 @@ def _evaluate(
         loss_sum += loss_fn(out, target, reduction="sum").double()
         if classification:
             correct += (out.argmax(dim=1) == target).sum()
-    loss = float(loss_sum) / y.numel()  # mean reduction, as in training
-    return loss, (int(correct) / y.shape[0] if classification else math.nan)
+    total, n_correct = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync
+    loss = total / y.numel()  # mean reduction, as in training
+    return loss, (n_correct / y.shape[0] if classification else math.nan)
 
 
 def _record(config: TrialConfig, trial_id: str, log: _RunLog, wall_seconds: float) -> dict:
