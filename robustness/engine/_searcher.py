@@ -2,7 +2,7 @@
 
 Why a custom searcher rather than ``ray.tune.search.optuna.OptunaSearch``: each
 optimizer label has its own axes (``beta2`` does not apply to SGD), so one Optuna
-study per label (named ``"<study>/<label>"``, all in one SQLite storage) keeps every
+study per label (named ``"<study>/<label>"``, all in one storage) keeps every
 search space exact and avoids duplicate configurations; and resuming is done from
 the Optuna storage plus the persisted per-trial parts, which is robust to the
 driver being killed at any point (no pickled searcher state to go stale).
@@ -109,7 +109,7 @@ class OptunaStudySearcher(Searcher):
         labels: list[LabelSearch],
         *,
         study_name: str,
-        storage: str,
+        storage: str | optuna.storages.BaseStorage,
         direction: str,
         results_dir: str,
         on_done: Callable[[str, dict[str, int]], None] | None = None,
