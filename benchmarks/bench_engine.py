@@ -1,32 +1,35 @@
-"""Engine overhead: a reduced quickstart through ``run_study`` against the summed
-compute of its runs, and against the naive layout (one Ray trial per seed, default
-Ray settings).
+"""Engine overhead: wall time of a study against the summed compute of its runs.
 
-The study is the quickstart's problem (digits, MLP [64], batch 64, 200 steps) with
-3 optimizers x 5 learning rates x 3 seeds = 15 configurations, 45 runs, two trials
-at a time (the machine's 2 cores). Each layout runs in its own Python process (so
-the lean Ray settings the engine applies do not leak into the naive one), with a
-fresh local Ray:
+Overhead = wall x concurrency / Σ run seconds - 1, where a run's seconds are the
+``wall_seconds`` the trial runner measured around its training loop and the
+concurrency is 2 (the machine's 2 cores, 2 trials at a time). 0% would be two
+workers computing all the time; the target of issue #4 is under 25%.
 
-- engine: ``run_study`` (one Ray trial per configuration carrying its 3 seeds,
-  actor reuse, no Tune loggers, Optuna grid sampler, results written);
-- naive: ``tune.Tuner`` over a grid of 45 (configuration, seed) points, each its own
-  Ray trial, ``reuse_actors=False`` and Tune's default loggers (CSV, JSON,
-  TensorBoard when available) and console output, no Optuna, no results files.
+Two studies, each layout measured in its own fresh Python process (so nothing is
+imported, cached or started beforehand), ``BENCH_ENGINE_REPEAT`` times (default 2):
 
-Overhead = wall x concurrency / summed run seconds - 1, where a run's seconds are
-the ``wall_seconds`` the trial runner measured around its training loop. It is
-given without Ray's start-up ("warm": Ray already up, as in a long study) and with
-it ("cold": what a user waits for, ``ray.init`` included). The engine also runs the
-study with 3x the learning rates; the difference between the two runs gives the
-marginal overhead per trial, free of the fixed start-up cost. A first, unmeasured
-engine run warms the process (one-off imports, file caches), so the two measured
-runs differ only in size; each still starts its own Tuner and worker processes.
+- ``quickstart``: the bundled quickstart as shipped (297 configurations x 2 seeds =
+  594 runs of ~0.08 s), with ``resources.configs_per_trial`` ``auto`` (the default)
+  and ``1`` (one configuration per Ray trial, the engine before packing).
+- ``reduced``: the earlier benchmark's reduced quickstart (15 configurations x 3
+  seeds, 200 steps), also with the naive layout as the baseline: one Ray trial per
+  (configuration, seed), ``reuse_actors=False``, Tune's default loggers and console
+  output, no Optuna (the naive layout is too slow to run on the whole quickstart:
+  about 3 s a Ray trial, 594 of them).
+
+Three walls per measurement:
+
+- ``process``: the whole process, as ``robustness run --no-report`` (Python start,
+  imports, Ray start, the study, Ray shutdown);
+- ``cold``: ``ray.init`` + ``run_study`` (what the engine costs, Ray start included);
+- ``warm``: ``run_study`` alone, Ray already up and the packages imported.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +39,7 @@ from pathlib import Path
 import yaml
 
 CONCURRENCY = 2
-STUDY = {
+REDUCED = {
     "name": "bench-engine",
     "problem": {
         "dataset": "digits",
@@ -51,44 +54,52 @@ STUDY = {
     "seeds": [0, 1, 2],
     "resources": {"cpu": 1, "max_concurrent": CONCURRENCY},
 }
-# The same study with 3x the learning rates, to separate the engine's fixed start-up
-# cost (Tuner, Optuna storage, worker processes) from its cost per trial.
-LARGE = {**STUDY, "space": {**STUDY["space"], "lr": {"log": [1.0e-3, 1.0e-1], "points": 15}}}
+MEASURED = [
+    ("quickstart", "auto"),
+    ("quickstart", "1"),
+    ("reduced", "auto"),
+    ("reduced", "1"),
+    ("reduced", "naive"),
+]
 
 
-def _start_ray() -> float:
-    from robustness.engine._cluster import connect
+def _study(name: str, packing: str) -> dict:
+    if name == "quickstart":
+        from importlib import resources
 
-    start = time.perf_counter()
-    connect(None, num_cpus=CONCURRENCY)
-    return time.perf_counter() - start
+        text = resources.files("robustness.studies").joinpath("quickstart.yaml").read_text()
+        study = yaml.safe_load(text)
+    else:
+        study = json.loads(json.dumps(REDUCED))
+    if packing != "naive":
+        study.setdefault("resources", {})["configs_per_trial"] = (
+            "auto" if packing == "auto" else int(packing)
+        )
+    return study
 
 
-def _engine(workdir: Path) -> dict:
-    ray_start = _start_ray()
-    _engine_study(workdir / "warm-up", STUDY)  # first Tuner of a process pays one-off costs
-    small = _engine_study(workdir / "small", STUDY)
-    large = _engine_study(workdir / "large", LARGE)
-    return {**small, "ray_start": ray_start, "large": large}
-
-
-def _engine_study(workdir: Path, study: dict) -> dict:
+def _engine(workdir: Path, study: dict) -> dict:
     import pandas as pd
 
-    from robustness.engine import run_study
+    from robustness.engine import _cluster, run_study
+    from robustness.spec import make_plan, parse_spec
 
-    workdir.mkdir()
-    spec = workdir / "study.yaml"
-    spec.write_text(yaml.safe_dump(study))
+    spec = parse_spec(study)
+    make_plan(spec)  # imports torch and probes the optimizers: not part of "warm"
     start = time.perf_counter()
-    out = run_study(str(spec), workdir / "out", progress=False, report=False)
-    wall = time.perf_counter() - start
+    _cluster.connect(None)  # a local Ray on every core, as `robustness run` starts it
+    ray_start = time.perf_counter() - start
+    start = time.perf_counter()
+    out = run_study(spec, workdir / "out", progress=False, report=False)
+    warm = time.perf_counter() - start
     trials = pd.read_parquet(out / "trials.parquet")
+    (session,) = (out / "ray").iterdir()
     return {
-        "ray_trials": int(trials["trial_id"].nunique()),
+        "ray_trials": sum(1 for p in session.iterdir() if p.is_dir()),
         "runs": len(trials),
-        "wall": wall,
         "compute": float(trials["wall_seconds"].sum()),
+        "warm": warm,
+        "ray_start": ray_start,
     }
 
 
@@ -101,13 +112,13 @@ def _naive_trainable(config: dict) -> None:
     tune.report({"objective": result.objective, "run_seconds": result.records[0]["wall_seconds"]})
 
 
-def _naive(workdir: Path) -> dict:
+def _naive(workdir: Path, study: dict) -> dict:
     import ray
     from ray import tune
 
     from robustness.spec import make_plan, parse_spec
 
-    plan = make_plan(parse_spec(STUDY))
+    plan = make_plan(parse_spec(study))
     points = [
         plan.trial_config(label, params)
         .model_copy(update={"seeds": (seed,), "device": "cpu", "threads": 1})
@@ -127,61 +138,71 @@ def _naive(workdir: Path) -> dict:
         run_config=tune.RunConfig(storage_path=str(workdir / "ray"), name="naive"),
     )
     grid = tuner.fit()
-    wall = time.perf_counter() - start
-    compute = sum(r.metrics["run_seconds"] for r in grid)
-    ray.shutdown()
+    warm = time.perf_counter() - start
     return {
         "ray_trials": len(points),
         "runs": len(points),
-        "wall": wall,
+        "compute": sum(r.metrics["run_seconds"] for r in grid),
+        "warm": warm,
         "ray_start": ray_start,
-        "compute": compute,
     }
 
 
-def _measure(layout: str) -> dict:
-    """Run one layout in a fresh process; its JSON result is the last stdout line."""
-    command = [sys.executable, "-m", "benchmarks.bench_engine", layout]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _measure(name: str, packing: str) -> dict:
+    """One layout in a fresh process; its JSON result is the last stdout line."""
+    command = [sys.executable, "-m", "benchmarks.bench_engine", name, packing]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    process = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}/{packing} failed:\n{done.stderr[-3000:]}")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process": process}
+
+
+def _overhead(wall: float, compute: float) -> float:
+    return wall * CONCURRENCY / compute - 1
 
 
 def main() -> None:
-    results = {layout: _measure(layout) for layout in ("engine", "naive")}
-    engine = results["engine"]
-    print(
-        f"{len(STUDY['optimizers'])} optimizers x 5 lr x {len(STUDY['seeds'])} seeds, "
-        f"{STUDY['problem']['steps']} steps on digits, {CONCURRENCY} trials at a time\n"
-    )
-    print(
-        "| layout | Ray trials | runs | Σ run s | wall s (warm) | overhead warm | "
-        "Ray start s | overhead cold | wall vs engine (warm) |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for layout, r in results.items():
-        warm = r["wall"] * CONCURRENCY / r["compute"] - 1
-        cold = (r["wall"] + r["ray_start"]) * CONCURRENCY / r["compute"] - 1
+    repeat = int(os.environ.get("BENCH_ENGINE_REPEAT", "2"))
+    if os.cpu_count() != CONCURRENCY:
         print(
-            f"| {layout} | {r['ray_trials']} | {r['runs']} | {r['compute']:.1f} | "
-            f"{r['wall']:.1f} | {warm:.0%} | {r['ray_start']:.1f} | {cold:.0%} | "
-            f"{r['wall'] / engine['wall']:.2f}x |"
+            f"note: this machine has {os.cpu_count()} CPUs; the study runs {CONCURRENCY} at a time"
         )
-    large = engine["large"]
-    marginal = (large["wall"] - engine["wall"]) * CONCURRENCY / (
-        large["compute"] - engine["compute"]
-    ) - 1
+    rows = []
+    for attempt in range(1, repeat + 1):
+        for name, packing in MEASURED:
+            r = _measure(name, packing)
+            rows.append((name, packing, attempt, r))
+            print(f"  measured {name}/{packing} #{attempt}: warm {r['warm']:.1f} s", flush=True)
     print(
-        f"\nengine, 3x the configurations ({large['ray_trials']} Ray trials, {large['runs']} "
-        f"runs, Σ run {large['compute']:.1f} s): wall {large['wall']:.1f} s, overhead "
-        f"{large['wall'] * CONCURRENCY / large['compute'] - 1:.0%}; per-trial (marginal) "
-        f"overhead = Δwall x {CONCURRENCY} / ΔΣ run s - 1 = {marginal:.0%}"
+        "\n| study | configs_per_trial | # | Ray trials | runs | Σ run s | wall warm s | "
+        "overhead warm | Ray start s | overhead cold | process s | overhead process |"
     )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, packing, attempt, r in rows:
+        cold = r["warm"] + r["ray_start"]
+        print(
+            f"| {name} | {packing} | {attempt} | {r['ray_trials']} | {r['runs']} | "
+            f"{r['compute']:.1f} | {r['warm']:.1f} | {_overhead(r['warm'], r['compute']):.0%} | "
+            f"{r['ray_start']:.1f} | {_overhead(cold, r['compute']):.0%} | "
+            f"{r['process']:.1f} | {_overhead(r['process'], r['compute']):.0%} |"
+        )
+    print("\nmedian warm wall relative to configs_per_trial=1 (same study):")
+    for name in ("quickstart", "reduced"):
+        base = statistics.median(r["warm"] for n, p, _, r in rows if (n, p) == (name, "1"))
+        for packing in [p for n, p in MEASURED if n == name]:
+            walls = [r["warm"] for n, p, _, r in rows if (n, p) == (name, packing)]
+            print(f"  {name} {packing}: {statistics.median(walls) / base:.2f}x")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if len(sys.argv) > 2:
+        name, packing = sys.argv[1], sys.argv[2]
         with tempfile.TemporaryDirectory(prefix="bench_engine_") as tmp:
-            measured = {"engine": _engine, "naive": _naive}[sys.argv[1]](Path(tmp))
+            study = _study(name, packing)
+            layout = _naive if packing == "naive" else _engine
+            measured = layout(Path(tmp), study)
         print(json.dumps(measured))
     else:
         main()

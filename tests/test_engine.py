@@ -38,7 +38,7 @@ SMALL = {
     },
     "space": {"lr": [0.01, 0.1]},
     "seeds": [0],
-    "resources": {"cpu": 1, "max_concurrent": 2},
+    "resources": {"cpu": 1, "max_concurrent": 2, "configs_per_trial": 1},
 }
 
 
@@ -152,6 +152,43 @@ def test_trials_with_a_gpu_share_train_on_cuda_and_cpu_trials_on_cpu(tmp_path):
         payload = entry.make_config("novograd-0000", {"lr": 0.1})
         assert payload["trial"]["device"] == device
         assert payload["trial"]["threads"] == 1 and payload["trial"]["seeds"] == [0]
+
+
+def _ray_trial_dirs(out):
+    (session,) = (out / "ray").iterdir()
+    return [p for p in session.iterdir() if p.is_dir()]
+
+
+def test_packed_study_gives_the_same_runs_as_one_configuration_per_trial(
+    tmp_path, ray_session, study_dir
+):
+    """Packing regroups configurations into Ray trials and changes nothing else: on CPU
+    the same spec and seeds give identical per-run results (timing and node aside)."""
+    from robustness.engine import run_study
+
+    resources = {**SMALL["resources"], "configs_per_trial": 4}
+    spec = write_spec(tmp_path / "packed.yaml", resources=resources)
+    packed = run_study(str(spec), tmp_path / "out", progress=False, report=False)
+    assert len(_ray_trial_dirs(study_dir)) == 6  # one configuration per Ray trial
+    assert len(_ray_trial_dirs(packed)) == 2  # packs of 4 and 2
+
+    def runs(out):
+        trials = pd.read_parquet(out / "trials.parquet")
+        trials = trials.drop(columns=["wall_seconds", "node_id"])
+        return trials.sort_values("run_id").reset_index(drop=True)
+
+    one, four = runs(study_dir), runs(packed)
+    assert len(four) == 6 and list(four["run_id"]) == list(one["run_id"])
+    pd.testing.assert_frame_equal(one, four)  # trial ids, outcomes and every metric
+    assert (four["outcome"] == "error").sum() == 1  # the erroring configuration only
+    curves_one = pd.read_parquet(study_dir / "curves.parquet").sort_values(["run_id", "step"])
+    curves_four = pd.read_parquet(packed / "curves.parquet").sort_values(["run_id", "step"])
+    pd.testing.assert_frame_equal(
+        curves_one.reset_index(drop=True), curves_four.reset_index(drop=True)
+    )
+    study = optuna.load_study(study_name="tiny/sgd", storage=f"sqlite:///{packed / 'optuna.db'}")
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3 + ["FAIL"]
+    assert all(t.user_attrs["node_id"] for t in study.trials)
 
 
 @pytest.mark.gpu

@@ -50,8 +50,8 @@ def _searcher(tmp_path, labels, name="s"):
     )
 
 
-def _finish(tmp_path, config, objective=0.5, outcome="converged"):
-    """What the trainable does: persist the trial's part."""
+def _finish(tmp_path, config, objective=0.5, outcome="converged", seconds=0.1):
+    """What the trainable does: persist the configuration's part."""
     trial_id = config["trial_id"]
     record = {
         "trial_id": trial_id,
@@ -60,9 +60,19 @@ def _finish(tmp_path, config, objective=0.5, outcome="converged"):
         "steps_done": 3,
         "outcome": outcome,
         "objective": objective,
+        "wall_seconds": seconds,
         "node_id": "n1",
     }
     store.write_part(tmp_path, trial_id, [record], [{"run_id": f"{trial_id}-s0", "step": 0}])
+
+
+def _one(searcher, ray_id):
+    """Ask for a Ray trial of one configuration: its payload (or FINISHED)."""
+    suggested = searcher.suggest(ray_id)
+    if suggested == Searcher.FINISHED:
+        return suggested
+    (payload,) = suggested["pack"]
+    return payload
 
 
 def _load(tmp_path, name):
@@ -75,8 +85,8 @@ def test_grid_is_asked_once_per_point_interleaving_labels_then_finished(tmp_path
         _label("b", make_sampler("grid", seed=0, grid=GRID), target=6),
     ]
     searcher = _searcher(tmp_path, labels)
-    configs = [searcher.suggest(f"ray{i}") for i in range(12)]
-    assert searcher.suggest("ray12") == Searcher.FINISHED
+    configs = [_one(searcher, f"ray{i}") for i in range(12)]
+    assert _one(searcher, "ray12") == Searcher.FINISHED
     assert [c["trial_id"].split("-")[0] for c in configs[:4]] == ["a", "b", "a", "b"]
     for label in "ab":
         points = {tuple(sorted(c["params"].items())) for c in configs if c["trial_id"][0] == label}
@@ -100,7 +110,7 @@ def test_budgeted_sampler_with_same_seed_suggests_same_configurations(tmp_path, 
         searcher = _searcher(
             path, [_label("a", make_sampler(sampler, seed=seed), target=5, distributions=space)]
         )
-        return [searcher.suggest(f"r{i}")["params"] for i in range(5)]
+        return [_one(searcher, f"r{i}")["params"] for i in range(5)]
 
     first = suggestions(tmp_path / "one", seed=3)
     assert first == suggestions(tmp_path / "two", seed=3)
@@ -110,7 +120,7 @@ def test_budgeted_sampler_with_same_seed_suggests_same_configurations(tmp_path, 
 
 def test_crashed_ray_trial_is_told_fail_and_recorded_as_error(tmp_path):
     searcher = _searcher(tmp_path, [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)])
-    config = searcher.suggest("ray0")
+    config = _one(searcher, "ray0")
     searcher.on_trial_complete("ray0", None, error=True)
     (trial,) = _load(tmp_path, "s/a").trials
     assert trial.state == TrialState.FAIL
@@ -123,7 +133,7 @@ def test_crashed_ray_trial_is_told_fail_and_recorded_as_error(tmp_path):
 
 def test_non_finite_objective_is_never_told_to_optuna(tmp_path):
     searcher = _searcher(tmp_path, [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)])
-    config = searcher.suggest("ray0")
+    config = _one(searcher, "ray0")
     _finish(tmp_path, config, objective=math.nan, outcome="error")
     searcher.on_trial_complete("ray0", {"objective": math.nan})
     (trial,) = _load(tmp_path, "s/a").trials
@@ -133,7 +143,7 @@ def test_non_finite_objective_is_never_told_to_optuna(tmp_path):
 def test_reconcile_closes_trials_a_killed_driver_left_running(tmp_path):
     grid = make_sampler("grid", seed=0, grid=GRID)
     first = _searcher(tmp_path, [_label("a", grid, target=6)])
-    configs = [first.suggest(f"ray{i}") for i in range(3)]
+    configs = [_one(first, f"ray{i}") for i in range(3)]
     _finish(tmp_path, configs[0], objective=0.25)  # told before the kill
     first.on_trial_complete("ray0", {"objective": 0.25})
     _finish(tmp_path, configs[1], objective=0.75)  # persisted, but the driver died before telling
@@ -149,7 +159,7 @@ def test_reconcile_closes_trials_a_killed_driver_left_running(tmp_path):
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
 
     rest = []
-    while (config := second.suggest(f"new{len(rest)}")) != Searcher.FINISHED:
+    while (config := _one(second, f"new{len(rest)}")) != Searcher.FINISHED:
         rest.append(config)
     assert len(rest) == 4  # 6 grid points - 2 done; the abandoned one is asked again first
     assert rest[0]["params"] == configs[2]["params"]
@@ -160,12 +170,12 @@ def test_reconcile_closes_trials_a_killed_driver_left_running(tmp_path):
 
 def test_reconcile_closes_a_trial_the_driver_died_inside_ask(tmp_path):
     first = _searcher(tmp_path, [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)])
-    first.suggest("ray0")
+    _one(first, "ray0")
     _load(tmp_path, "s/a").ask()  # created, but no parameters yet when the driver died
     second = _searcher(tmp_path, [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)])
     assert not [t for t in _load(tmp_path, "s/a").trials if t.state == TrialState.RUNNING]
     asked = []
-    while (config := second.suggest(f"new{len(asked)}")) != Searcher.FINISHED:
+    while (config := _one(second, f"new{len(asked)}")) != Searcher.FINISHED:
         asked.append(config)
     assert len(asked) == 6  # nothing was done: every grid point is asked, none twice
     assert len({tuple(sorted(c["params"].items())) for c in asked}) == 6
@@ -184,11 +194,114 @@ def test_trial_stopped_without_result_is_asked_again_unless_a_scheduler_pruned_i
             results_dir=str(path),
             pruning=pruning,
         )
-        config = searcher.suggest("ray0")
+        config = _one(searcher, "ray0")
         searcher.on_trial_complete("ray0", {"objective": 0.4})
         (trial, *queued) = _load(path, "s/a").trials
         assert trial.state == state
         assert (config["trial_id"] in searcher.done_trial_ids()) is pruning
         if not pruning:  # queued again with the same parameters
             assert [t.state for t in queued] == [TrialState.WAITING]
-            assert searcher.suggest("ray1")["params"] == config["params"]
+            assert _one(searcher, "ray1")["params"] == config["params"]
+
+
+# --- packing: several configurations per Ray trial -----------------------------------
+
+
+def _packing_searcher(tmp_path, *, pack_size, target=18, concurrency=2, on_done=None):
+    grid = {"lr": [0.001, 0.01, 0.1], "beta": [0.0, 0.5, 0.9], "init": ["a", "b"]}
+    label = LabelSearch(
+        label="a",
+        distributions={k: CategoricalDistribution(v) for k, v in grid.items()},
+        target=target,
+        sampler=make_sampler("grid", seed=0, grid=grid),
+        make_config=lambda trial_id, params: {"trial_id": trial_id, "params": params},
+        error_records=_label("a", None, target=1).error_records,
+    )
+    return OptunaStudySearcher(
+        [label],
+        study_name="s",
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        direction="minimize",
+        results_dir=str(tmp_path),
+        pack_size=pack_size,
+        concurrency=concurrency,
+        target_seconds=2.5,
+        on_done=on_done,
+    )
+
+
+def _finish_pack(tmp_path, pack, seconds):
+    for config in pack:
+        _finish(tmp_path, config, seconds=seconds)
+
+
+def test_fixed_pack_asks_one_optuna_trial_per_configuration_and_tells_each(tmp_path):
+    done = []
+    searcher = _packing_searcher(
+        tmp_path, pack_size=4, target=10, on_done=lambda i, counts: done.append(i)
+    )
+    packs = []
+    while (suggested := searcher.suggest(f"ray{len(packs)}")) != Searcher.FINISHED:
+        packs.append(suggested["pack"])
+    assert [len(p) for p in packs] == [4, 4, 2]  # the last pack holds what is left
+    ids = [c["trial_id"] for p in packs for c in p]
+    assert ids == [f"a-{n:04d}" for n in range(10)]  # per-configuration ids, in ask order
+    assert len({tuple(sorted(c["params"].items())) for p in packs for c in p}) == 10
+    running = [t for t in _load(tmp_path, "s/a").trials if t.state == TrialState.RUNNING]
+    assert len(running) == 10  # asked, not told before their Ray trial ends
+    for i, pack in enumerate(packs):
+        _finish_pack(tmp_path, pack, seconds=0.1)
+        searcher.on_trial_complete(f"ray{i}", {"objective": 0.5})
+    study = _load(tmp_path, "s/a")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 10
+    assert [t.user_attrs["trial_id"] for t in study.trials] == ids
+    assert done == ids  # progress counts configurations, not Ray trials
+
+
+def test_adaptive_pack_is_one_until_results_then_sized_to_target_and_balanced(tmp_path):
+    searcher = _packing_searcher(tmp_path, pack_size=None, target=18, concurrency=2)
+    first = searcher.suggest("ray0")["pack"]
+    second = searcher.suggest("ray1")["pack"]
+    assert (len(first), len(second)) == (1, 1)  # nothing finished: no estimate yet
+    _finish_pack(tmp_path, first, seconds=0.5)  # 0.5 s per configuration
+    searcher.on_trial_complete("ray0", {"objective": 0.5})
+    # ceil(2.5 / 0.5) = 5 wanted; 16 remaining // (2 x 2) = 4 keeps the tail balanced
+    assert len(searcher.suggest("ray2")["pack"]) == 4
+    assert searcher.next_pack_size() == 3  # 12 remaining // 4
+
+
+def test_adaptive_pack_size_follows_the_mean_seconds_of_finished_configurations(tmp_path):
+    searcher = _packing_searcher(tmp_path, pack_size=None, target=18, concurrency=1)
+    pack = searcher.suggest("ray0")["pack"]
+    _finish_pack(tmp_path, pack, seconds=1.0)
+    searcher.on_trial_complete("ray0", {"objective": 0.5})
+    assert searcher.next_pack_size() == 3  # ceil(2.5 / 1.0); cap 17 // 2 = 8
+    pack = searcher.suggest("ray1")["pack"]
+    _finish_pack(tmp_path, pack, seconds=0.1)  # mean (1.0 + 3 x 0.1) / 4 = 0.325 s
+    searcher.on_trial_complete("ray1", {"objective": 0.5})
+    assert searcher.next_pack_size() == 7  # ceil(2.5 / 0.325) = 8, cap 14 // 2 = 7
+
+
+def test_crash_mid_pack_blames_the_running_configuration_and_asks_the_rest_again(tmp_path):
+    searcher = _packing_searcher(tmp_path, pack_size=4, target=8)
+    pack = searcher.suggest("ray0")["pack"]
+    _finish_pack(tmp_path, pack[:1], seconds=0.1)  # the first finished, the second was running
+    searcher.on_trial_complete("ray0", None, error=True)
+    study = _load(tmp_path, "s/a")
+    by_id = {t.user_attrs["trial_id"]: t for t in study.trials if "trial_id" in t.user_attrs}
+    assert by_id[pack[0]["trial_id"]].state == TrialState.COMPLETE
+    crashed = by_id[pack[1]["trial_id"]]
+    assert crashed.state == TrialState.FAIL and crashed.user_attrs["n_error"] == 1
+    assert (
+        "Ray trial failed"
+        in store.read_part_records(tmp_path, pack[1]["trial_id"])["error"].iloc[0]
+    )
+    for config in pack[2:]:  # never started: abandoned and queued again
+        assert by_id[config["trial_id"]].user_attrs["abandoned"] is True
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert sorted(searcher.done_trial_ids()) == sorted(c["trial_id"] for c in pack[:2])
+    rest = []
+    while (suggested := searcher.suggest(f"next{len(rest)}")) != Searcher.FINISHED:
+        rest.extend(suggested["pack"])
+    assert [c["params"] for c in rest[:2]] == [c["params"] for c in pack[2:]]
+    assert len(rest) == 6  # 8 - the two done

@@ -22,22 +22,29 @@ def digits(*, flat: bool = False, val_fraction: float = 0.2, split_seed: int = 0
     Inputs have shape (1, 8, 8), so both flat models and conv nets take them;
     ``flat=True`` gives (64,) vectors instead.
     """
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = bunch.data.astype(np.float32) / 16.0
+    x, target = _digits_pool()
     if not boolean("dataset 'digits'", "flat", flat):
         x = x.reshape(-1, 1, 8, 8)
     return split_dataset(
         "digits",
         x,
-        bunch.target,
+        target,
         task="classification",
         num_outputs=10,
         val_fraction=val_fraction,
         split_seed=split_seed,
         metadata={"scaling": "pixel / 16"},
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_pool() -> tuple[np.ndarray, np.ndarray]:
+    """The digits pool, read once per process: parsing scikit-learn's CSV takes about
+    25 ms, as long as a short run of the engine's pack (``split_dataset`` copies)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.data.astype(np.float32) / 16.0, bunch.target
 
 
 def mnist1d(

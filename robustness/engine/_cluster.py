@@ -5,6 +5,7 @@
   Returns whether this process started Ray (then it must shut it down).
 - ``check_resources(cpu, gpu)``: a trial that asks for more CPUs or GPUs than any
   node has would wait forever in Ray's queue; refuse it at once instead.
+- ``trial_slots(cpu, gpu)``: how many such trials the cluster runs at once.
 - ``check_shared_path(path, shared)``: on a cluster of more than one node, trials on
   other nodes write their results into the results directory, so it must be shared
   storage. A path on a network file system (NFS, CIFS, Lustre, GPFS, CephFS, a FUSE
@@ -129,6 +130,23 @@ def check_resources(cpu: float, gpu: float) -> None:
             f"resources.cpu = {cpu} per trial, but the largest node of the Ray cluster "
             f"has {largest['CPU']:g} CPU(s); allowed: a value up to {largest['CPU']:g}"
         )
+
+
+def trial_slots(cpu: float, gpu: float) -> int:
+    """How many trials of ``cpu`` CPUs and ``gpu`` GPUs the cluster runs at once,
+    summed over its alive nodes (at least 1)."""
+    import ray
+
+    slots = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        fits = int(float(have.get("CPU", 0.0)) // cpu + 1e-9)
+        if gpu > 0:
+            fits = min(fits, int(float(have.get("GPU", 0.0)) / gpu + 1e-9))
+        slots += fits
+    return max(1, slots)
 
 
 def cluster_size() -> int:

@@ -2,10 +2,20 @@
 
 Why a custom searcher rather than ``ray.tune.search.optuna.OptunaSearch``: each
 optimizer label has its own axes (``beta2`` does not apply to SGD), so one Optuna
-study per label (named ``"<study>/<label>"``, all in one SQLite storage) keeps every
+study per label (named ``"<study>/<label>"``, all in one storage) keeps every
 search space exact and avoids duplicate configurations; and resuming is done from
 the Optuna storage plus the persisted per-trial parts, which is robust to the
 driver being killed at any point (no pickled searcher state to go stale).
+
+Packing: one Ray trial may carry a *pack* of several configurations, which the
+trainable runs one after another (each on every seed). Optuna still has one trial
+per configuration: the searcher asks Optuna once per configuration of a pack, and
+tells each configuration on its own from its own persisted part. ``suggest``
+returns ``{"pack": [payload, ...]}`` (payloads from ``LabelSearch.make_config``). The
+pack size is fixed (``pack_size``) or adaptive (``pack_size=None``): 1 until some
+configurations have finished, then ``ceil(target_seconds / mean compute seconds of
+a finished configuration)``, at most ``remaining / (2 x concurrency)`` so the last
+Ray trials stay short and the workers finish together, and at least 1.
 
 Bookkeeping, per label:
 - ``target``: how many configurations the label needs (grid size, or the budget).
@@ -15,17 +25,21 @@ Bookkeeping, per label:
 - the searcher asks ``target - done`` times (enqueued trials are asked first), and
   reports ``FINISHED`` once every label is asked out.
 
-Every Optuna trial it asks is told exactly once: COMPLETE with the seed-aggregated,
-capped objective (never NaN), FAIL when the Ray trial crashed, PRUNED when a
-scheduler stopped it, FAIL + ``abandoned`` when it ended without a result otherwise. User attrs: ``trial_id`` (the results' trial id), outcome
-counts ``n_converged`` ... ``n_error``, ``node_id``.
+Every Optuna trial it asks is told exactly once, when its Ray trial ends: COMPLETE
+with the seed-aggregated, capped objective (never NaN) when its part was persisted;
+when the Ray trial crashed, FAIL with ``error`` records for the configuration that
+was running (the first of its pack without a part) and FAIL + ``abandoned`` (asked
+again) for the ones after it, which never started; PRUNED when a scheduler stopped
+it; FAIL + ``abandoned`` when it ended without a result otherwise. User attrs:
+``trial_id`` (the results' trial id), outcome counts ``n_converged`` ... ``n_error``,
+``node_id``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -34,6 +48,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from robustness.engine._trainable import PACK
 from robustness.results import store
 from robustness.results.schema import OUTCOMES
 
@@ -58,6 +73,24 @@ class LabelSearch:
     error_records: Callable[[str, dict[str, Any], str], list[dict[str, Any]]]
 
 
+@dataclass
+class _Asked:
+    """One configuration of a live pack: its label, its Optuna trial, its results id."""
+
+    entry: LabelSearch
+    trial: optuna.trial.Trial
+    our_id: str
+
+
+@dataclass
+class _Pace:
+    """Compute seconds of the configurations finished in this session."""
+
+    configs: int = 0
+    seconds: float = 0.0
+    sizes: list[int] = field(default_factory=list)  # pack size of every Ray trial asked
+
+
 class OptunaStudySearcher(Searcher):
     """Interleaves the labels' Optuna studies (round robin) behind one Ray searcher.
 
@@ -65,6 +98,10 @@ class OptunaStudySearcher(Searcher):
     progress display. ``pruning``: a scheduler may stop trials early; such a trial is
     told PRUNED. Without one, a trial that ends with no persisted result (Tune
     shutting down) is abandoned and its parameters are asked again.
+
+    ``pack_size``: configurations per Ray trial, or None for adaptive packing sized
+    to ``target_seconds`` of compute, balanced over ``concurrency`` trials at once
+    (see the module docstring). A scheduler (``pruning``) needs ``pack_size=1``.
     """
 
     def __init__(
@@ -72,20 +109,33 @@ class OptunaStudySearcher(Searcher):
         labels: list[LabelSearch],
         *,
         study_name: str,
-        storage: str,
+        storage: str | optuna.storages.BaseStorage,
         direction: str,
         results_dir: str,
         on_done: Callable[[str, dict[str, int]], None] | None = None,
         pruning: bool = False,
+        pack_size: int | None = 1,
+        concurrency: int = 1,
+        target_seconds: float = 2.5,
     ) -> None:
         super().__init__(metric=METRIC, mode="min" if direction == "minimize" else "max")
+        if pack_size is not None and pack_size < 1:
+            raise ValueError(f"pack_size must be a positive integer or None, got {pack_size}")
+        if pruning and pack_size != 1:
+            raise ValueError(
+                "a scheduler stops Ray trials one configuration at a time: pack_size=1"
+            )
         self._labels = labels
         self._results_dir = results_dir
         self._on_done = on_done
         self._pruning = pruning
+        self._pack_size = pack_size
+        self._concurrency = max(1, int(concurrency))
+        self._target_seconds = float(target_seconds)
+        self.pace = _Pace()
         self._studies: dict[str, optuna.Study] = {}
         self._remaining: dict[str, int] = {}
-        self._live: dict[str, tuple[LabelSearch, optuna.trial.Trial, str]] = {}
+        self._live: dict[str, list[_Asked]] = {}
         self._turn = 0
         for entry in labels:
             study = optuna.create_study(
@@ -114,9 +164,30 @@ class OptunaStudySearcher(Searcher):
     # -- Ray Tune Searcher API ----------------------------------------------------
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        open_labels = [e for e in self._labels if self._remaining[e.label] > 0]
-        if not open_labels:
+        size = self.next_pack_size()
+        if size == 0:
             return Searcher.FINISHED
+        pack = [self._ask() for _ in range(size)]
+        self._live[trial_id] = pack
+        self.pace.sizes.append(size)
+        return {PACK: [a.entry.make_config(a.our_id, dict(a.trial.params)) for a in pack]}
+
+    def next_pack_size(self) -> int:
+        """How many configurations the next Ray trial carries (0: none left to ask)."""
+        remaining = sum(self._remaining.values())
+        if remaining <= 0:
+            return 0
+        if self._pack_size is not None:
+            return min(self._pack_size, remaining)
+        if self.pace.configs == 0 or self.pace.seconds <= 0:
+            return 1
+        mean = self.pace.seconds / self.pace.configs
+        wanted = math.ceil(self._target_seconds / mean)
+        balanced = remaining // (2 * self._concurrency)
+        return max(1, min(wanted, balanced))
+
+    def _ask(self) -> _Asked:
+        open_labels = [e for e in self._labels if self._remaining[e.label] > 0]
         entry = open_labels[self._turn % len(open_labels)]
         self._turn += 1
         study = self._studies[entry.label]
@@ -124,44 +195,55 @@ class OptunaStudySearcher(Searcher):
         self._remaining[entry.label] -= 1
         our_id = f"{entry.label}-{trial.number:04d}"
         trial.set_user_attr("trial_id", our_id)
-        self._live[trial_id] = (entry, trial, our_id)
-        return entry.make_config(our_id, dict(trial.params))
+        return _Asked(entry, trial, our_id)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if trial_id not in self._live:
+        """Tell every configuration of the Ray trial's pack (see the module docstring)."""
+        blame = error  # the first configuration without a part was running when it crashed
+        for asked in self._live.pop(trial_id, []):
+            study = self._studies[asked.entry.label]
+            number = asked.trial.number
+            if store.has_part(self._results_dir, asked.our_id):
+                records = store.read_part_records(self._results_dir, asked.our_id)
+                counts = self._tell_from_records(study, number, records)
+                self._pace_from(records)
+            elif blame:
+                blame = False
+                message = "the Ray trial failed (worker crash or unhandled exception)"
+                rows = asked.entry.error_records(asked.our_id, dict(asked.trial.params), message)
+                store.write_part(self._results_dir, asked.our_id, rows, [])
+                counts = _outcome_counts(rows)
+                _set_attrs(study, number, counts)
+                study.tell(asked.trial, state=TrialState.FAIL)
+            elif self._pruning and not error:  # stopped by the scheduler before its seeds ended
+                last = (result or {}).get(METRIC)
+                counts = {}
+                if last is not None and math.isfinite(float(last)):  # kept as its last report
+                    iteration = int((result or {}).get("training_iteration", 0))
+                    asked.trial.report(float(last), iteration)
+                study.tell(asked.trial, state=TrialState.PRUNED)
+            else:  # never ran, or stopped without a result (Tune shutting down): ask again
+                _abandon(study, asked.entry, number, asked.trial.params)
+                self._remaining[asked.entry.label] += 1
+                continue
+            if self._on_done is not None:
+                self._on_done(asked.our_id, counts)
+
+    def _pace_from(self, records: pd.DataFrame) -> None:
+        if "wall_seconds" not in records.columns:
             return
-        entry, trial, our_id = self._live.pop(trial_id)
-        study = self._studies[entry.label]
-        if store.has_part(self._results_dir, our_id):
-            records = store.read_part_records(self._results_dir, our_id)
-            counts = self._tell_from_records(study, trial.number, records)
-        elif error:
-            message = "the Ray trial failed (worker crash or unhandled exception)"
-            rows = entry.error_records(our_id, dict(trial.params), message)
-            store.write_part(self._results_dir, our_id, rows, [])
-            counts = _outcome_counts(rows)
-            _set_attrs(study, trial.number, counts)
-            study.tell(trial, state=TrialState.FAIL)
-        elif self._pruning:  # stopped by the scheduler before it finished its seeds
-            last = (result or {}).get(METRIC)
-            counts = {}
-            if last is not None and math.isfinite(float(last)):  # kept as its last report
-                trial.report(float(last), int((result or {}).get("training_iteration", 0)))
-            study.tell(trial, state=TrialState.PRUNED)
-        else:  # stopped without a result (Tune shutting down): run it again later
-            _abandon(study, entry, trial.number, trial.params)
-            self._remaining[entry.label] += 1
-            return
-        if self._on_done is not None:
-            self._on_done(our_id, counts)
+        seconds = records["wall_seconds"].astype(float)
+        if len(seconds) and seconds.notna().all():
+            self.pace.configs += 1
+            self.pace.seconds += float(seconds.sum())
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its searcher into tuner.pkl for Tuner.restore, which this engine
         # does not use (see the module docstring); keep that file small and picklable.
         state = self.__dict__.copy()
-        state.update(_studies={}, _live={}, _on_done=None)
+        state.update(_studies={}, _live={}, _on_done=None, pace=_Pace())
         return state
 
     def save(self, checkpoint_path: str) -> None:

@@ -1,14 +1,21 @@
-"""The Ray Tune trainable: one configuration, trained on every seed of the study.
+"""The Ray Tune trainable: a pack of configurations, each trained on every seed.
 
-It receives the payload ``trial_payload`` builds (a ``TrialConfig`` as JSON plus
-where to persist), runs ``run_trial``, stamps the records with what only the engine
-knows (``study``, the optimizer label, ``node_id``), persists them as this trial's
-part in the results directory, and reports the seed-aggregated objective once.
+A Ray trial's config is ``{"pack": [payload, ...]}``, one payload per configuration
+as ``trial_payload`` builds it (a ``TrialConfig`` as JSON plus where to persist).
+The configurations run one after another on the trial's resources; for each, the
+trainable runs ``run_trial``, stamps every record with what only the engine knows
+(``study``, the optimizer label, ``node_id``), and persists the configuration's
+part in the results directory as soon as it finishes, so a Ray trial stopped or
+killed mid-pack loses at most the configuration it was running. After the whole
+pack it reports once (``objective``: the mean of the configurations' seed-aggregated
+objectives; the searcher tells Optuna each configuration from its part).
 
 The trainable never raises for a failing run: an exception outside ``run_trial``'s
-own per-seed handling becomes one ``error`` record per seed, and the study goes on.
+own per-seed handling becomes one ``error`` record per seed of that configuration
+only, and the rest of the pack (and the study) goes on.
 
-What a scheduler (ASHA) sees, only when the study has one: one report per
+What a scheduler (ASHA) sees, only when the study has one (then a pack is one
+configuration, see ``StudySpec.pack_size``): one report per
 evaluation of every seed, in order (seed 0's evaluations, then seed 1's ...), so
 its time attribute ``training_iteration`` counts evaluations across the seeds;
 ``objective`` = the evaluation's value of the objective's metric (``val_loss`` for
@@ -31,6 +38,7 @@ from typing import Any
 from robustness.results import store
 from robustness.runner.config import TrialConfig
 
+PACK = "pack"  # the Ray trial config's key: the list of configuration payloads
 PROGRESS = "progress"
 _WORST_LOSS = 1e30
 
@@ -55,15 +63,45 @@ def trial_payload(
     }
 
 
-def train_configuration(payload: dict[str, Any]) -> None:
+def train_pack(config: dict[str, Any]) -> None:
     """Ray Tune function trainable (see the module docstring)."""
     import ray
     from ray import tune
 
+    node_id = ray.get_runtime_context().get_node_id()
+    pack = config[PACK]
+    objectives = []
+    for payload in pack:
+        report = tune.report if payload["report_evals"] and len(pack) == 1 else None
+        objectives.append(run_configuration(payload, node_id=node_id, report=report))
+    finite = [v for v in objectives if _finite(v)]
+    tune.report(
+        {
+            "objective": sum(finite) / len(finite) if finite else math.nan,
+            PROGRESS: float(sum(len(p["trial"]["seeds"]) for p in pack)),
+            "configurations": len(pack),
+            "node_id": node_id,
+            "persisted": True,
+        }
+    )
+
+
+def run_configuration(
+    payload: dict[str, Any],
+    *,
+    node_id: str | None,
+    report: Callable[[dict[str, Any]], None] | None = None,
+) -> float:
+    """Run one configuration of a pack on all its seeds and persist its part.
+
+    Returns its seed-aggregated objective (the mean of the finite per-seed capped
+    objectives; NaN when there is none). ``report`` (a scheduler's ``tune.report``)
+    receives one report per evaluation. Never raises for a failing configuration:
+    it is recorded as ``error`` runs.
+    """
     config = TrialConfig.model_validate(payload["trial"])
     trial_id = payload["trial_id"]
-    node_id = ray.get_runtime_context().get_node_id()
-    callback = _eval_reporter(config, tune.report) if payload["report_evals"] else None
+    callback = _eval_reporter(config, report) if report is not None else None
     started = time.perf_counter()
     try:
         from robustness.runner import run_trial
@@ -79,14 +117,16 @@ def train_configuration(payload: dict[str, Any]) -> None:
         record.update(study=payload["study"], optimizer=payload["label"], node_id=node_id)
     store.write_part(payload["results_dir"], trial_id, records, curves)
     objectives = [float(r["objective"]) for r in records if _finite(r.get("objective"))]
-    tune.report(
-        {
-            "objective": sum(objectives) / len(objectives) if objectives else math.nan,
-            PROGRESS: float(len(config.seeds)),
-            "node_id": node_id,
-            "persisted": True,
-        }
-    )
+    return sum(objectives) / len(objectives) if objectives else math.nan
+
+
+def pack_name(config: dict[str, Any]) -> str:
+    """A Ray trial's name: its first configuration's trial id, ``+N`` more."""
+    pack = config.get(PACK) or []
+    if not pack:
+        return "empty-pack"
+    first = str(pack[0]["trial_id"])
+    return first if len(pack) == 1 else f"{first}+{len(pack) - 1}"
 
 
 def error_records(config: TrialConfig, trial_id: str, message: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ DIVERGENCE_CAUSES = ("nonfinite", "explosion")
 # column -> pandas dtype (nullable dtypes where a value may be missing)
 TRIAL_COLUMNS: dict[str, str] = {
     "study": "string",
-    "trial_id": "string",  # one configuration (a Ray trial)
+    "trial_id": "string",  # one configuration: f"{label}-{optuna number:04d}" (a Ray trial may carry several)
     "run_id": "string",  # one configuration x seed: f"{trial_id}-s{seed}"
     "optimizer": "string",  # "sgd" | "insgd" | "novograd"
     "lr": "float64",

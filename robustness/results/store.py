@@ -20,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -139,14 +140,12 @@ def write_tables(results_dir: str | Path, trial_ids: Iterable[str]) -> tuple[int
     run. Returns the number of trial rows and curve rows written.
     """
     results_dir = Path(results_dir)
-    trials, curves = [], []
-    for trial_id in sorted(set(trial_ids)):
-        trials_path, curves_path = part_paths(results_dir, trial_id)
-        if not trials_path.exists():
-            continue
-        trials.append(pd.read_parquet(trials_path))
-        if curves_path.exists():
-            curves.append(pd.read_parquet(curves_path))
+    paths = [part_paths(results_dir, trial_id) for trial_id in sorted(set(trial_ids))]
+    paths = [(t, c) for t, c in paths if t.exists()]
+    # parquet reads release the GIL: a few threads read the parts in a fraction of the time
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        trials = list(pool.map(pd.read_parquet, [t for t, _ in paths]))
+        curves = list(pool.map(pd.read_parquet, [c for _, c in paths if c.exists()]))
     trials_table = _conform(_concat(trials), TRIAL_COLUMNS)
     curves_table = _conform(_concat(curves), CURVE_COLUMNS)
     write_frame(trials_table, results_dir / TRIALS_FILE)

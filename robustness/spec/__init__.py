@@ -15,6 +15,9 @@ Public API:
 - ``describe_plan(plan) -> str``: the plan as text.
 - ``bundled_studies() -> dict[str, str]``: name -> description of the shipped studies.
 - ``OBJECTIVES``, ``SAMPLERS``: the allowed ``search.objective`` and ``search.sampler``.
+- ``PACKING_SAMPLERS``, ``AUTO_PACK_SECONDS``: the samplers ``resources.configs_per_trial: auto`` packs for
+  and the compute per Ray trial it aims at (``StudySpec.pack_size()`` resolves the
+  setting).
 """
 
 from robustness.spec._axis import AxisSpec
@@ -22,10 +25,19 @@ from robustness.spec._describe import describe_plan
 from robustness.spec._load import bundled_studies, load_spec, parse_spec
 from robustness.spec._plan import OptimizerPlan, Plan
 from robustness.spec._resolve import make_plan
-from robustness.spec._schema import OBJECTIVES, SAMPLERS, StudySpec, direction_of
+from robustness.spec._schema import (
+    AUTO_PACK_SECONDS,
+    OBJECTIVES,
+    PACKING_SAMPLERS,
+    SAMPLERS,
+    StudySpec,
+    direction_of,
+)
 
 __all__ = [
+    "AUTO_PACK_SECONDS",
     "OBJECTIVES",
+    "PACKING_SAMPLERS",
     "SAMPLERS",
     "AxisSpec",
     "OptimizerPlan",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from robustness.spec._schema import AUTO_PACK_SECONDS
+
 if TYPE_CHECKING:
     from robustness.spec._plan import Plan
 
@@ -42,6 +44,25 @@ def _resources_line(plan: Plan) -> str:
     return f"{r.cpu:g} CPU, {r.gpu:g} GPU per trial; concurrent trials: {concurrent}"
 
 
+def _packing_line(plan: Plan) -> str:
+    spec = plan.spec
+    setting = spec.resources.configs_per_trial
+    size = spec.pack_size()
+    if size is None:
+        return (
+            "auto: adaptive, several configurations per Ray trial (about "
+            f"{AUTO_PACK_SECONDS:g} s of compute each) once the first ones have finished"
+        )
+    if setting != "auto":
+        return f"{size} configuration{'s' if size > 1 else ''} per Ray trial"
+    why = (
+        f"the {spec.search.scheduler.name} scheduler stops trials one configuration at a time"
+        if spec.search.scheduler is not None
+        else f"the {spec.search.sampler} sampler learns from every result"
+    )
+    return f"auto: 1 configuration per Ray trial ({why})"
+
+
 def describe_plan(plan: Plan) -> str:
     """A readable summary: problem, search, per optimizer its axes and counts, totals."""
     spec = plan.spec
@@ -53,6 +74,7 @@ def describe_plan(plan: Plan) -> str:
         f"  search     {_search_line(plan)}",
         f"  seeds      {', '.join(map(str, spec.seeds))}",
         f"  resources  {_resources_line(plan)}",
+        f"  packing    {_packing_line(plan)}",
         "",
     ]
     for label, entry in plan.optimizers.items():

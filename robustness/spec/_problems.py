@@ -20,6 +20,7 @@ _NO_ECHO = {
     "unknown_key",
     "value_error",
     "batch_size",
+    "configs_per_trial",
     "scalar",
     "optimizer_entry",
     "name",

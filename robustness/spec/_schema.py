@@ -77,8 +77,24 @@ def _batch_size(value: Any) -> int | str:
     raise PydanticCustomError("batch_size", f"must be a positive integer or 'full' (got {value!r})")
 
 
+def _configs_per_trial(value: Any) -> int | str:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    raise PydanticCustomError(
+        "configs_per_trial",
+        f"must be a positive integer (configurations per Ray trial) or 'auto' (got {value!r})",
+    )
+
+
 Scalar = Annotated[Any, PlainValidator(_scalar)]
 BatchSize = Annotated[Any, PlainValidator(_batch_size)]
+ConfigsPerTrial = Annotated[Any, PlainValidator(_configs_per_trial)]
+
+PACKING_SAMPLERS = ("grid", "random", "qmc")
+"""Samplers whose suggestions do not depend on the results told so far: ``auto``
+packs configurations into Ray trials only for these."""
+AUTO_PACK_SECONDS = 2.5
+"""``configs_per_trial: auto`` sizes a pack to about this much compute (seconds)."""
 
 
 def direction_of(objective: str) -> Literal["minimize", "maximize"]:
@@ -261,12 +277,20 @@ class ProblemSpec(Section):
 
 
 class ResourcesSpec(Section):
-    """What Ray reserves per trial, and how many trials run at once."""
+    """What Ray reserves per trial, how many trials run at once, and how many
+    configurations one Ray trial carries."""
 
     cpu: PositiveFloat = 1.0
     gpu: NonNegativeFloat = Field(0.0, description="fractions share one GPU, e.g. 0.25")
     max_concurrent: PositiveInt | None = Field(
         None, description="default: as many as the cluster's CPUs (and GPUs) allow"
+    )
+    configs_per_trial: ConfigsPerTrial = Field(
+        "auto",
+        description="configurations one Ray trial runs one after another (each on every "
+        "seed), so Ray's per-trial cost is paid once per pack: a positive integer, or "
+        "'auto' (adaptive, for the grid, random and qmc samplers without a scheduler; "
+        "1 otherwise)",
     )
 
     @field_validator("gpu")
@@ -299,6 +323,34 @@ class StudySpec(Section):
         if repeated:
             raise ValueError(f"seeds repeat: {repeated}; list each seed once")
         return value
+
+    @model_validator(mode="after")
+    def _packing_without_scheduler(self) -> StudySpec:
+        packed = self.resources.configs_per_trial
+        if self.search.scheduler is not None and packed != "auto" and packed > 1:
+            raise ValueError(
+                f"resources.configs_per_trial: {packed} configurations per Ray trial cannot "
+                f"be used with the {self.search.scheduler.name} scheduler, which stops Ray "
+                "trials early and must stop one configuration at a time; allowed with a "
+                "scheduler: 1 or 'auto' (which then means 1), or remove search.scheduler"
+            )
+        return self
+
+    def pack_size(self) -> int | None:
+        """Configurations per Ray trial: a fixed number, or None for adaptive packing.
+
+        An explicit ``resources.configs_per_trial`` applies to any sampler. ``auto`` is
+        adaptive (None) for the samplers of ``PACKING_SAMPLERS`` without a scheduler,
+        and 1 otherwise: a model-based sampler (tpe, gp, cmaes) would suggest a pack's
+        later configurations without the results of its earlier ones, and a scheduler
+        stops Ray trials, so it needs one configuration per trial.
+        """
+        packed = self.resources.configs_per_trial
+        if packed != "auto":
+            return int(packed)
+        if self.search.scheduler is not None or self.search.sampler not in PACKING_SAMPLERS:
+            return 1
+        return None
 
     @field_validator("space")
     @classmethod
