@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from robustness.data import DATASETS, load_dataset
 from robustness.data._augment import random_crop_flip
-from robustness.data._bundled import _generate_mnist1d
+from robustness.data._bundled import _digits_pool, _generate_mnist1d
 from robustness.errors import UserInputError
 from robustness.models import build_model
 
@@ -77,6 +77,17 @@ def test_digits_are_8x8_images_in_unit_range_or_flat():
     flat = load_dataset("digits", flat=True)
     assert flat.input_shape == (64,)
     assert torch.equal(flat.x_train, data.x_train.flatten(1))
+
+
+def test_digits_pool_read_without_scikit_learn_equals_load_digits():
+    from sklearn.datasets import load_digits
+
+    pixels, target = _digits_pool()
+    bunch = load_digits()
+    assert pixels.dtype == np.float32 and pixels.shape == (1797, 64)
+    np.testing.assert_array_equal(pixels, bunch.data.astype(np.float32) / 16.0)
+    np.testing.assert_array_equal(target, bunch.target)
+    assert target.dtype == bunch.target.dtype
 
 
 def test_mnist1d_is_generated_locally_without_touching_global_rngs():
