@@ -12,6 +12,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from robustness.results import store
 from robustness.results.schema import CURVE_COLUMNS, SPEC_FILE, TRIAL_COLUMNS
 
 
@@ -62,12 +63,32 @@ def ray_session():
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory, ray_session):
+def engine_run(tmp_path_factory, ray_session):
+    """A tiny study run once for the module: its results directory, and the parts the
+    driver read back from disk while it ran."""
     from robustness.engine import run_study
 
     root = tmp_path_factory.mktemp("engine")
     spec = write_spec(root / "tiny.yaml")
-    return run_study(str(spec), root / "out", progress=False, report=False)
+    reads = []
+    read_part_records = store.read_part_records
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            store, "read_part_records", lambda *a: reads.append(a[1]) or read_part_records(*a)
+        )
+        out = run_study(str(spec), root / "out", progress=False, report=False)
+    return out, reads
+
+
+@pytest.fixture(scope="module")
+def study_dir(engine_run):
+    return engine_run[0]
+
+
+def test_the_driver_tells_optuna_from_the_trials_reports_not_from_disk(engine_run):
+    study_dir, reads = engine_run
+    assert len(list((study_dir / "parts").glob("*.trials.parquet"))) == 6
+    assert reads == []  # every configuration's summary came with its Ray trial's result
 
 
 def test_results_directory_holds_the_contract_files(study_dir):

@@ -3,6 +3,7 @@ reproducibility, and reconciling the storage a killed driver left behind."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import optuna
@@ -13,6 +14,7 @@ from ray.tune.search import Searcher
 
 from robustness.engine._samplers import make_sampler
 from robustness.engine._searcher import LabelSearch, OptunaStudySearcher
+from robustness.engine._trainable import SUMMARIES, summarize
 from robustness.results import store
 
 GRID = {"lr": [0.01, 0.1, 1.0], "beta": [0.0, 0.9]}
@@ -305,3 +307,53 @@ def test_crash_mid_pack_blames_the_running_configuration_and_asks_the_rest_again
         rest.extend(suggested["pack"])
     assert [c["params"] for c in rest[:2]] == [c["params"] for c in pack[2:]]
     assert len(rest) == 6  # 8 - the two done
+
+
+def test_summaries_in_the_final_report_are_told_without_reading_the_parts(tmp_path, monkeypatch):
+    searcher = _packing_searcher(tmp_path, pack_size=2, target=2)
+    pack = searcher.suggest("ray0")["pack"]
+    _finish_pack(tmp_path, pack, seconds=0.1)
+
+    def no_reads(*args):
+        raise AssertionError("the driver re-read a part it was sent")
+
+    monkeypatch.setattr(store, "read_part_records", no_reads)
+    first, second = (c["trial_id"] for c in pack)
+    counts = dict.fromkeys(("converged", "diverged", "stalled", "error"), 0)
+    summaries = {
+        first: {
+            "objective": 0.25,
+            "counts": {**counts, "converged": 2},
+            "node_id": "n2",
+            "seconds": 0.2,
+        },
+        second: {
+            "objective": math.nan,
+            "counts": {**counts, "error": 2},
+            "node_id": "n2",
+            "seconds": 0.2,
+        },
+    }
+    searcher.on_trial_complete("ray0", {"objective": 0.25, SUMMARIES: json.dumps(summaries)})
+    by_id = {t.user_attrs["trial_id"]: t for t in _load(tmp_path, "s/a").trials}
+    assert by_id[first].state == TrialState.COMPLETE and by_id[first].value == 0.25
+    assert (
+        by_id[first].user_attrs["n_converged"] == 2 and by_id[first].user_attrs["node_id"] == "n2"
+    )
+    assert by_id[second].state == TrialState.FAIL and by_id[second].user_attrs["n_error"] == 2
+    assert searcher.pace.configs == 2 and searcher.pace.seconds == 0.4
+
+
+def test_summarize_aggregates_seeds_as_the_part_would():
+    rows = [
+        {"outcome": "converged", "objective": 0.2, "wall_seconds": 0.1, "node_id": "n1"},
+        {"outcome": "diverged", "objective": 2.4, "wall_seconds": 0.05, "node_id": "n1"},
+        {"outcome": "error", "objective": math.nan, "wall_seconds": 0.0, "node_id": "n1"},
+    ]
+    summary = summarize(rows)
+    assert summary["objective"] == (0.2 + 2.4) / 2  # the error seed has no objective
+    assert summary["counts"] == {"converged": 1, "diverged": 1, "stalled": 0, "error": 1}
+    assert summary["node_id"] == "n1" and summary["seconds"] == pytest.approx(0.15)
+    assert summarize([{"outcome": "error", "objective": None}])["seconds"] is None
+    assert math.isnan(summarize([{"outcome": "error", "objective": None}])["objective"])
+    assert summarize([{"outcome": "stalled", "objective": math.inf}])["objective"] == math.inf

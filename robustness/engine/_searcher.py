@@ -26,7 +26,9 @@ Bookkeeping, per label:
   reports ``FINISHED`` once every label is asked out.
 
 Every Optuna trial it asks is told exactly once, when its Ray trial ends: COMPLETE
-with the seed-aggregated, capped objective (never NaN) when its part was persisted;
+with the seed-aggregated, capped objective (never NaN) when its part was persisted
+(the values come from the trainable's final report, ``SUMMARIES``, or, when the
+report lacks them, from the part on disk);
 when the Ray trial crashed, FAIL with ``error`` records for the configuration that
 was running (the first of its pack without a part) and FAIL + ``abandoned`` (asked
 again) for the ones after it, which never started; PRUNED when a scheduler stopped
@@ -37,20 +39,19 @@ it; FAIL + ``abandoned`` when it ended without a result otherwise. User attrs:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-import pandas as pd
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from robustness.engine._trainable import PACK
+from robustness.engine._trainable import PACK, SUMMARIES, summarize
 from robustness.results import store
-from robustness.results.schema import OUTCOMES
 
 METRIC = "objective"
 
@@ -155,8 +156,7 @@ class OptunaStudySearcher(Searcher):
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             trial_id = frozen.user_attrs.get("trial_id")
             if trial_id and store.has_part(self._results_dir, trial_id):
-                records = store.read_part_records(self._results_dir, trial_id)
-                self._tell_from_records(study, frozen.number, records)
+                self._tell(study, frozen.number, self._part_summary(trial_id))
                 continue
             _abandon(study, entry, frozen.number, frozen.params)
         return sum(1 for t in study.get_trials(deepcopy=False) if _counts_as_done(t))
@@ -202,19 +202,20 @@ class OptunaStudySearcher(Searcher):
     ) -> None:
         """Tell every configuration of the Ray trial's pack (see the module docstring)."""
         blame = error  # the first configuration without a part was running when it crashed
+        summaries = json.loads((result or {}).get(SUMMARIES) or "{}")
         for asked in self._live.pop(trial_id, []):
             study = self._studies[asked.entry.label]
             number = asked.trial.number
             if store.has_part(self._results_dir, asked.our_id):
-                records = store.read_part_records(self._results_dir, asked.our_id)
-                counts = self._tell_from_records(study, number, records)
-                self._pace_from(records)
+                summary = summaries.get(asked.our_id) or self._part_summary(asked.our_id)
+                counts = self._tell(study, number, summary)
+                self._pace_from(summary)
             elif blame:
                 blame = False
                 message = "the Ray trial failed (worker crash or unhandled exception)"
                 rows = asked.entry.error_records(asked.our_id, dict(asked.trial.params), message)
                 store.write_part(self._results_dir, asked.our_id, rows, [])
-                counts = _outcome_counts(rows)
+                counts = summarize(rows)["counts"]
                 _set_attrs(study, number, counts)
                 study.tell(asked.trial, state=TrialState.FAIL)
             elif self._pruning and not error:  # stopped by the scheduler before its seeds ended
@@ -231,13 +232,14 @@ class OptunaStudySearcher(Searcher):
             if self._on_done is not None:
                 self._on_done(asked.our_id, counts)
 
-    def _pace_from(self, records: pd.DataFrame) -> None:
-        if "wall_seconds" not in records.columns:
-            return
-        seconds = records["wall_seconds"].astype(float)
-        if len(seconds) and seconds.notna().all():
+    def _pace_from(self, summary: dict[str, Any]) -> None:
+        if summary.get("seconds") is not None:
             self.pace.configs += 1
-            self.pace.seconds += float(seconds.sum())
+            self.pace.seconds += float(summary["seconds"])
+
+    def _part_summary(self, trial_id: str) -> dict[str, Any]:
+        records = store.read_part_records(self._results_dir, trial_id)
+        return summarize(records.to_dict("records"))
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its searcher into tuner.pkl for Tuner.restore, which this engine
@@ -259,13 +261,11 @@ class OptunaStudySearcher(Searcher):
         return done_trial_ids(self._studies.values())
 
     @staticmethod
-    def _tell_from_records(
-        study: optuna.Study, number: int, records: pd.DataFrame
-    ) -> dict[str, int]:
-        counts = _outcome_counts(records.to_dict("records"))
-        _set_attrs(study, number, counts, node_id=_first(records, "node_id"))
-        values = records["objective"].astype(float)
-        value = float(values.mean()) if len(values) else math.nan
+    def _tell(study: optuna.Study, number: int, summary: dict[str, Any]) -> dict[str, int]:
+        """Tell Optuna one configuration's ``summarize``d records; return its counts."""
+        counts = summary["counts"]
+        _set_attrs(study, number, counts, node_id=summary.get("node_id"))
+        value = float(summary["objective"])
         if math.isfinite(value):
             study.tell(number, value)
         else:
@@ -298,15 +298,6 @@ def _counts_as_done(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and not trial.user_attrs.get("abandoned", False)
 
 
-def _outcome_counts(records: list[dict[str, Any]]) -> dict[str, int]:
-    counts = dict.fromkeys(OUTCOMES, 0)
-    for record in records:
-        outcome = record.get("outcome")
-        if outcome in counts:
-            counts[outcome] += 1
-    return counts
-
-
 def _set_attrs(study: optuna.Study, number: int, counts: dict[str, int], **extra: Any) -> None:
     # Optuna's public API sets user attrs only on a live Trial; a reconciled or
     # abandoned trial is reached by number through the storage.
@@ -317,10 +308,3 @@ def _set_attrs(study: optuna.Study, number: int, counts: dict[str, int], **extra
     for key, value in extra.items():
         if value is not None:
             storage.set_trial_user_attr(internal_id, key, value)
-
-
-def _first(frame: pd.DataFrame, column: str) -> str | None:
-    if column not in frame.columns or not len(frame):
-        return None
-    value = frame[column].iloc[0]
-    return None if pd.isna(value) else str(value)

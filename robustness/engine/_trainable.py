@@ -7,8 +7,10 @@ trainable runs ``run_trial``, stamps every record with what only the engine know
 (``study``, the optimizer label, ``node_id``), and persists the configuration's
 part in the results directory as soon as it finishes, so a Ray trial stopped or
 killed mid-pack loses at most the configuration it was running. After the whole
-pack it reports once (``objective``: the mean of the configurations' seed-aggregated
-objectives; the searcher tells Optuna each configuration from its part).
+pack it reports once: ``objective`` (the mean of the configurations' seed-aggregated
+objectives) and ``configurations``, each configuration's ``summarize``d records by
+trial id as JSON (Tune flattens nested results), from which the searcher tells Optuna (the part on disk stays the record;
+the driver reads it back only when a summary did not arrive).
 
 The trainable never raises for a failing run: an exception outside ``run_trial``'s
 own per-seed handling becomes one ``error`` record per seed of that configuration
@@ -30,15 +32,18 @@ Without a scheduler nothing is reported before the end (less Ray overhead).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from robustness.results import store
+from robustness.results.schema import OUTCOMES
 from robustness.runner.config import TrialConfig
 
 PACK = "pack"  # the Ray trial config's key: the list of configuration payloads
+SUMMARIES = "configurations"  # the final report's key: JSON of trial id -> summarize()
 PROGRESS = "progress"
 _WORST_LOSS = 1e30
 
@@ -70,16 +75,16 @@ def train_pack(config: dict[str, Any]) -> None:
 
     node_id = ray.get_runtime_context().get_node_id()
     pack = config[PACK]
-    objectives = []
+    summaries = {}
     for payload in pack:
         report = tune.report if payload["report_evals"] and len(pack) == 1 else None
-        objectives.append(run_configuration(payload, node_id=node_id, report=report))
-    finite = [v for v in objectives if _finite(v)]
+        summaries[payload["trial_id"]] = run_configuration(payload, node_id=node_id, report=report)
+    finite = [s["objective"] for s in summaries.values() if _finite(s["objective"])]
     tune.report(
         {
             "objective": sum(finite) / len(finite) if finite else math.nan,
             PROGRESS: float(sum(len(p["trial"]["seeds"]) for p in pack)),
-            "configurations": len(pack),
+            SUMMARIES: json.dumps(summaries),
             "node_id": node_id,
             "persisted": True,
         }
@@ -91,11 +96,10 @@ def run_configuration(
     *,
     node_id: str | None,
     report: Callable[[dict[str, Any]], None] | None = None,
-) -> float:
+) -> dict[str, Any]:
     """Run one configuration of a pack on all its seeds and persist its part.
 
-    Returns its seed-aggregated objective (the mean of the finite per-seed capped
-    objectives; NaN when there is none). ``report`` (a scheduler's ``tune.report``)
+    Returns ``summarize`` of its records. ``report`` (a scheduler's ``tune.report``)
     receives one report per evaluation. Never raises for a failing configuration:
     it is recorded as ``error`` runs.
     """
@@ -116,8 +120,25 @@ def run_configuration(
     for record in records:
         record.update(study=payload["study"], optimizer=payload["label"], node_id=node_id)
     store.write_part(payload["results_dir"], trial_id, records, curves)
-    objectives = [float(r["objective"]) for r in records if _finite(r.get("objective"))]
-    return sum(objectives) / len(objectives) if objectives else math.nan
+    return summarize(records)
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the searcher tells Optuna about one configuration, from its records.
+
+    ``objective``: the mean of the seeds' capped objectives that are not NaN (NaN
+    when none is; Optuna is then told FAIL); ``counts``: runs per outcome;
+    ``node_id``: where it ran; ``seconds``: the runs' summed ``wall_seconds`` (None
+    when a run lacks it), which paces adaptive packing.
+    """
+    objectives = [float(r["objective"]) for r in records if _present(r.get("objective"))]
+    seconds = [r.get("wall_seconds") for r in records]
+    return {
+        "objective": sum(objectives) / len(objectives) if objectives else math.nan,
+        "counts": {o: sum(1 for r in records if r.get("outcome") == o) for o in OUTCOMES},
+        "node_id": next((r["node_id"] for r in records if isinstance(r.get("node_id"), str)), None),
+        "seconds": float(sum(seconds)) if seconds and all(map(_present, seconds)) else None,
+    }
 
 
 def pack_name(config: dict[str, Any]) -> str:
@@ -178,6 +199,14 @@ def _eval_reporter(
         report({"objective": value, PROGRESS: event["seed_index"] + min(fraction, 1.0)})
 
     return on_eval
+
+
+def _present(value: Any) -> bool:
+    """A number that is not missing (None, NaN, pandas' NA); inf counts."""
+    try:
+        return not math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _finite(value: Any) -> bool:
