@@ -309,6 +309,17 @@ def test_crash_mid_pack_blames_the_running_configuration_and_asks_the_rest_again
     assert len(rest) == 6  # 8 - the two done
 
 
+def test_adaptive_pack_keeps_min_seconds_of_compute_near_the_end(tmp_path):
+    searcher = _packing_searcher(tmp_path, pack_size=None, target=18, concurrency=2)
+    pack = searcher.suggest("ray0")["pack"]
+    _finish_pack(tmp_path, pack, seconds=0.05)  # tiny configurations: 0.05 s each
+    searcher.on_trial_complete("ray0", {"objective": 0.5})
+    # 17 remaining // (2 x 2) = 4 would balance, but 4 x 0.05 s is below the 0.5 s
+    # floor: ceil(0.5 / 0.05) = 10 (a tail of tiny Ray trials costs more than it saves)
+    assert len(searcher.suggest("ray1")["pack"]) == 10
+    assert searcher.next_pack_size() == 7  # never more than remain
+
+
 def test_summaries_in_the_final_report_are_told_without_reading_the_parts(tmp_path, monkeypatch):
     searcher = _packing_searcher(tmp_path, pack_size=2, target=2)
     pack = searcher.suggest("ray0")["pack"]

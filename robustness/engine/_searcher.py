@@ -15,7 +15,9 @@ returns ``{"pack": [payload, ...]}`` (payloads from ``LabelSearch.make_config``)
 pack size is fixed (``pack_size``) or adaptive (``pack_size=None``): 1 until some
 configurations have finished, then ``ceil(target_seconds / mean compute seconds of
 a finished configuration)``, at most ``remaining / (2 x concurrency)`` so the last
-Ray trials stay short and the workers finish together, and at least 1.
+Ray trials stay short and the workers finish together, but never fewer than
+``min_seconds`` of compute (a tail of one-configuration Ray trials would pay Ray's
+per-trial cost for each), nor more than remain.
 
 Bookkeeping, per label:
 - ``target``: how many configurations the label needs (grid size, or the budget).
@@ -101,8 +103,8 @@ class OptunaStudySearcher(Searcher):
     shutting down) is abandoned and its parameters are asked again.
 
     ``pack_size``: configurations per Ray trial, or None for adaptive packing sized
-    to ``target_seconds`` of compute, balanced over ``concurrency`` trials at once
-    (see the module docstring). A scheduler (``pruning``) needs ``pack_size=1``.
+    to ``target_seconds`` of compute, balanced over ``concurrency`` trials at once,
+    at least ``min_seconds`` (see the module docstring). A scheduler (``pruning``) needs ``pack_size=1``.
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class OptunaStudySearcher(Searcher):
         pack_size: int | None = 1,
         concurrency: int = 1,
         target_seconds: float = 2.5,
+        min_seconds: float = 0.5,
     ) -> None:
         super().__init__(metric=METRIC, mode="min" if direction == "minimize" else "max")
         if pack_size is not None and pack_size < 1:
@@ -133,6 +136,7 @@ class OptunaStudySearcher(Searcher):
         self._pack_size = pack_size
         self._concurrency = max(1, int(concurrency))
         self._target_seconds = float(target_seconds)
+        self._min_seconds = float(min_seconds)
         self.pace = _Pace()
         self._studies: dict[str, optuna.Study] = {}
         self._remaining: dict[str, int] = {}
@@ -184,7 +188,8 @@ class OptunaStudySearcher(Searcher):
         mean = self.pace.seconds / self.pace.configs
         wanted = math.ceil(self._target_seconds / mean)
         balanced = remaining // (2 * self._concurrency)
-        return max(1, min(wanted, balanced))
+        smallest = math.ceil(self._min_seconds / mean)
+        return max(1, min(remaining, wanted, max(balanced, smallest)))
 
     def _ask(self) -> _Asked:
         open_labels = [e for e in self._labels if self._remaining[e.label] > 0]
