@@ -283,7 +283,9 @@ class ResourcesSpec(Section):
     cpu: PositiveFloat = 1.0
     gpu: NonNegativeFloat = Field(0.0, description="fractions share one GPU, e.g. 0.25")
     max_concurrent: PositiveInt | None = Field(
-        None, description="default: as many as the cluster's CPUs (and GPUs) allow"
+        None,
+        description="default: as many as the cluster's CPUs (and GPUs) allow when the "
+        "study starts (on an autoscaling cluster, set it to the size it may grow to)",
     )
     configs_per_trial: ConfigsPerTrial = Field(
         "auto",
