@@ -74,3 +74,21 @@ def test_no_parts_give_empty_tables_with_the_schema(tmp_path):
     assert store.write_tables(tmp_path, []) == (0, 0)
     trials = pd.read_parquet(tmp_path / TRIALS_FILE)
     assert list(trials.columns) == list(TRIAL_COLUMNS) and len(trials) == 0
+
+
+def test_parts_written_by_pandas_join_arrow_parts(tmp_path):
+    # a results directory from before Arrow parts: pandas wrote them (large strings)
+    old = pd.DataFrame([_record("sgd-0000", 0, nesterov=True)])
+    for column in TRIAL_COLUMNS:
+        if column not in old.columns:
+            old[column] = None
+    old = old.astype(TRIAL_COLUMNS)
+    (tmp_path / "parts").mkdir()
+    old.to_parquet(tmp_path / "parts" / "sgd-0000.trials.parquet", index=False)
+    store.write_part(tmp_path, "sgd-0001", [_record("sgd-0001", 0, nesterov=False)], [])
+
+    assert store.write_tables(tmp_path, ["sgd-0000", "sgd-0001"]) == (2, 0)
+    trials = pd.read_parquet(tmp_path / TRIALS_FILE)
+    assert trials["run_id"].tolist() == ["sgd-0000-s0", "sgd-0001-s0"]
+    assert str(trials["run_id"].dtype) == _schema_dtype("string")
+    assert trials["nesterov"].tolist() == [True, False]

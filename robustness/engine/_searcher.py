@@ -104,7 +104,8 @@ class OptunaStudySearcher(Searcher):
 
     ``pack_size``: configurations per Ray trial, or None for adaptive packing sized
     to ``target_seconds`` of compute, balanced over ``concurrency`` trials at once,
-    at least ``min_seconds`` (see the module docstring). A scheduler (``pruning``) needs ``pack_size=1``.
+    at least ``min_seconds`` (see the module docstring). A scheduler (``pruning``)
+    needs ``pack_size=1``.
     """
 
     def __init__(

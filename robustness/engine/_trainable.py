@@ -9,8 +9,8 @@ part in the results directory as soon as it finishes, so a Ray trial stopped or
 killed mid-pack loses at most the configuration it was running. After the whole
 pack it reports once: ``objective`` (the mean of the configurations' seed-aggregated
 objectives) and ``configurations``, each configuration's ``summarize``d records by
-trial id as JSON (Tune flattens nested results), from which the searcher tells Optuna (the part on disk stays the record;
-the driver reads it back only when a summary did not arrive).
+trial id, as JSON (Tune flattens nested results). The searcher tells Optuna from
+those; the part on disk stays the record, read back only when a summary is missing.
 
 The trainable never raises for a failing run: an exception outside ``run_trial``'s
 own per-seed handling becomes one ``error`` record per seed of that configuration

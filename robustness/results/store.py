@@ -172,11 +172,12 @@ def write_tables(results_dir: str | Path, trial_ids: Iterable[str]) -> tuple[int
 
 def _concat(tables: list[pa.Table]) -> pd.DataFrame:
     """The parts' tables as one frame; a column some parts lack (an axis of another
-    optimizer) is null there."""
+    optimizer) is null there. Types are unified permissively, so parts written by
+    pandas (large strings; a resumed study from before Arrow parts) join the rest."""
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return pd.DataFrame()
-    return pa.concat_tables(tables, promote_options="default").to_pandas()
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
 
 
 def provenance(started: _dt.datetime, finished: _dt.datetime | None = None) -> dict[str, Any]:
