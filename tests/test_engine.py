@@ -87,7 +87,7 @@ def study_dir(engine_run):
 
 def test_the_driver_tells_optuna_from_the_trials_reports_not_from_disk(engine_run):
     study_dir, reads = engine_run
-    assert len(list((study_dir / "parts").glob("*.trials.parquet"))) == 6
+    assert len(list((study_dir / "parts").glob("*.trials.arrow"))) == 6
     assert reads == []  # every configuration's summary came with its Ray trial's result
 
 

@@ -50,9 +50,7 @@ def _kill_group(process):
 
 def _parts(out):
     parts = out / "parts"
-    return (
-        {p: p.stat().st_mtime_ns for p in parts.glob("*.trials.parquet")} if parts.exists() else {}
-    )
+    return {p: p.stat().st_mtime_ns for p in parts.glob("*.trials.arrow")} if parts.exists() else {}
 
 
 @pytest.fixture(params=[1, 3], ids=["one-per-trial", "packs-of-3"])
@@ -93,7 +91,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_runs_each_once(killed_st
     assert sorted(trials["lr"]) == LRS
     for part, mtime in persisted.items():  # finished before the kill: kept, not re-run
         assert part.stat().st_mtime_ns == mtime
-        assert part.name.removesuffix(".trials.parquet") in set(trials["trial_id"])
+        assert part.name.removesuffix(".trials.arrow") in set(trials["trial_id"])
 
     study = optuna.load_study(
         study_name="killme/novograd", storage=f"sqlite:///{out / 'optuna.db'}"
