@@ -96,7 +96,7 @@ def _arrow_table(rows: Iterable[Mapping[str, Any]], schema: Mapping[str, str]) -
 
     Built column by column with no pandas in between: a part is written at the end of
     every configuration, on the worker's core, and pandas' frame construction and
-    dtype conversion cost about ten times as much for rows this few.
+    dtype conversion took ~12 ms a part for rows this few (this: ~2 ms with the write).
     """
     rows = list(rows)
     extra = dict.fromkeys(key for row in rows for key in row if key not in schema)
