@@ -210,7 +210,4 @@ def _present(value: Any) -> bool:
 
 
 def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+    return _present(value) and math.isfinite(float(value))
