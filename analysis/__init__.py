@@ -1,6 +1,10 @@
 """Analysis of a results directory: robustness metrics, figures and the report.
 
-Pure functions from tidy DataFrames to tidy DataFrames (``analysis.metrics``),
-figures drawn from those (``analysis.figures``), and a report assembled from both
-(``analysis.report``).
+Pure functions from tidy DataFrames to tidy DataFrames (``analysis.metrics``, with
+the column checks of ``analysis.frames``), figures drawn from those
+(``analysis.figures``), and a report assembled from both: the study's cells
+(``analysis.study``), its sections (``analysis.sections``), the summary sentences
+(``analysis.findings``) and the files (``analysis.render``), composed by
+``analysis.report``. From ``robustness`` the analysis imports only the results
+schema, the capping rule and the error type the CLI turns into exit code 2.
 """

@@ -35,7 +35,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from analysis.metrics import _require, _usable
+from analysis.frames import require_columns, usable_runs
 from robustness.errors import unknown_choice
 from robustness.results.schema import TRIAL_COLUMNS
 
@@ -75,7 +75,7 @@ def param_importance(
         raise unknown_choice("direction", direction, ("minimize", "maximize"))
     if params is None:
         params = [*CORE_AXES, *(c for c in trials.columns if c not in TRIAL_COLUMNS)]
-    _require(trials, [by, "trial_id", "outcome", "objective", *params], "param_importance")
+    require_columns(trials, [by, "trial_id", "outcome", "objective", *params], "param_importance")
     configs = _configurations(trials, by, list(params), target)
     frames = []
     for key, group in configs.groupby(by, dropna=False, sort=True):
@@ -90,7 +90,7 @@ def param_importance(
 
 def _configurations(trials: pd.DataFrame, by: str, params: list[str], target: str) -> pd.DataFrame:
     """One row per (group, trial_id): the params of its first run and the target mean."""
-    usable = _usable(trials)
+    usable = usable_runs(trials)
     if target == "objective":
         value = usable["objective"].to_numpy(dtype=float, na_value=np.nan)
     else:

@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from analysis.frames import require_columns, usable_runs
 from robustness.errors import UserInputError
 from robustness.results.schema import OUTCOMES
 from robustness.runner.outcome import is_maximized
@@ -70,27 +71,13 @@ def _direction(metric: str, direction: Direction | None) -> Direction:
     return direction
 
 
-def _require(trials: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    missing = [c for c in columns if c not in trials.columns]
-    if missing:
-        raise UserInputError(
-            f"{what} needs column(s) {', '.join(missing)} in the trials frame; "
-            f"it has: {', '.join(map(str, trials.columns))}"
-        )
-
-
-def _usable(trials: pd.DataFrame) -> pd.DataFrame:
-    """The runs that count in metrics: every outcome except ``error``."""
-    return trials[trials["outcome"].ne("error").to_numpy(dtype=bool)]
-
-
 def capped_metric(trials: pd.DataFrame, metric: str) -> pd.Series:
     """Per-run value of ``metric`` with the objective's capping (see module docstring).
 
     Needs ``outcome`` and ``metric`` (and ``initial_loss`` for a loss metric).
     Returns a float Series aligned with ``trials``.
     """
-    _require(trials, ["outcome", metric], f"metric {metric!r}")
+    require_columns(trials, ["outcome", metric], f"metric {metric!r}")
     values = trials[metric].to_numpy(dtype=float, na_value=np.nan)
     if metric == "objective":
         return pd.Series(values, index=trials.index, name=metric)
@@ -100,7 +87,7 @@ def capped_metric(trials: pd.DataFrame, metric: str) -> pd.Series:
         bad = ~finite | (outcome == "diverged")
         capped = np.where(bad, 0.0, values)
     else:
-        _require(trials, ["initial_loss"], f"loss metric {metric!r}")
+        require_columns(trials, ["initial_loss"], f"loss metric {metric!r}")
         initial = trials["initial_loss"].to_numpy(dtype=float, na_value=np.nan)
         failed = np.isin(outcome, ("diverged", "stalled")) | ~finite
         capped = np.where(failed, np.where(finite, np.fmin(values, initial), initial), values)
@@ -139,7 +126,7 @@ def divergence_probability(trials: pd.DataFrame, by: Sequence[str] = CELL_LR) ->
     n_runs (NaN when every run of the cell is an error).
     """
     by = list(by)
-    _require(trials, [*by, "outcome"], "divergence_probability")
+    require_columns(trials, [*by, "outcome"], "divergence_probability")
     outcome = trials["outcome"]
     flags = trials[by].assign(
         _div=outcome.eq("diverged").to_numpy(dtype=bool),
@@ -284,12 +271,12 @@ def max_stable_lr(
     ``lr_boundary_logistic``, ``n_lrs``, ``n_seeds``.
     """
     by = list(by)
-    _require(trials, [*by, "lr", "seed", "outcome"], "max_stable_lr")
+    require_columns(trials, [*by, "lr", "seed", "outcome"], "max_stable_lr")
     if not 0 < ci < 1:
         raise UserInputError(f"ci must be in (0, 1), got {ci!r}")
     if n_boot < 1:
         raise UserInputError(f"n_boot must be at least 1, got {n_boot!r}")
-    keys, tables = _divergence_tables(_usable(trials), by)
+    keys, tables = _divergence_tables(usable_runs(trials), by)
     rng = np.random.default_rng(seed)
     alpha = (1.0 - ci) / 2.0
     rows = []
@@ -369,13 +356,13 @@ def lr_band_width(
     ``n_lrs_in_band``, ``n_lrs``, ``tolerance``.
     """
     by = list(by)
-    _require(trials, [*by, "lr", "outcome"], "lr_band_width")
+    require_columns(trials, [*by, "lr", "outcome"], "lr_band_width")
     maximize = _direction(metric, direction) == "maximize"
     if tolerance is None:
         tolerance = 0.01 if maximize else 0.1
     if tolerance < 0:
         raise UserInputError(f"tolerance must be >= 0, got {tolerance!r}")
-    usable = _usable(trials)
+    usable = usable_runs(trials)
     per_lr = (
         usable[[*by, "lr"]]
         .assign(value=capped_metric(usable, metric).to_numpy())
@@ -437,8 +424,8 @@ def lr_sensitivity(
         raise UserInputError(
             f"lr_sensitivity needs a loss metric (e.g. final_train_loss), got {metric!r}"
         )
-    _require(trials, [*by, "lr", "outcome", "initial_loss", metric], "lr_sensitivity")
-    usable = _usable(trials)
+    require_columns(trials, [*by, "lr", "outcome", "initial_loss", metric], "lr_sensitivity")
+    usable = usable_runs(trials)
     loss = usable[metric].to_numpy(dtype=float, na_value=np.nan)
     initial = usable["initial_loss"].to_numpy(dtype=float, na_value=np.nan)
     failed = usable["outcome"].eq("diverged").to_numpy(dtype=bool) | ~np.isfinite(loss)
@@ -479,9 +466,9 @@ def lr_profile(
     """
     by = list(by)
     keys = [*by, "beta", "beta2", "lr"]
-    _require(trials, [*keys, "outcome"], "lr_profile")
+    require_columns(trials, [*keys, "outcome"], "lr_profile")
     maximize = _direction(metric, direction) == "maximize"
-    usable = _usable(trials)
+    usable = usable_runs(trials)
     frame = usable[keys].assign(
         value=capped_metric(usable, metric).to_numpy(),
         diverged=usable["outcome"].eq("diverged").to_numpy(dtype=float),
@@ -526,9 +513,9 @@ def expected_max_curve(
     ``expected_best``, ``std``, ``n_configs``.
     """
     by = list(by)
-    _require(trials, [*by, "trial_id", "outcome"], "expected_max_curve")
+    require_columns(trials, [*by, "trial_id", "outcome"], "expected_max_curve")
     sign = 1.0 if _direction(metric, direction) == "maximize" else -1.0
-    configs = _mean_capped(_usable(trials), metric, [*by, "trial_id"]).dropna(subset=["value"])
+    configs = _mean_capped(usable_runs(trials), metric, [*by, "trial_id"]).dropna(subset=["value"])
     groups = _group_index(configs, by)
     if ks is None:
         ks = range(1, max((len(g) for g in groups), default=0) + 1)
@@ -569,7 +556,7 @@ def tunability(
     ``late`` linearly increasing. Returns ``by``, ``tunability``, ``weighting``.
     """
     by = list(by)
-    _require(curve, [*by, "k", "expected_best"], "tunability")
+    require_columns(curve, [*by, "k", "expected_best"], "tunability")
     if weighting not in ("uniform", "early", "late"):
         raise UserInputError(f"weighting {weighting!r} is not allowed; use uniform, early or late")
     frame = curve.sort_values([*by, "k"])
@@ -600,9 +587,9 @@ def worst_case_over_init(
     ``n_inits``.
     """
     by = list(by)
-    _require(trials, [*by, "init", "outcome"], "worst_case_over_init")
+    require_columns(trials, [*by, "init", "outcome"], "worst_case_over_init")
     maximize = _direction(metric, direction) == "maximize"
-    per_init = _mean_capped(_usable(trials), metric, [*by, "init"]).dropna(subset=["value"])
+    per_init = _mean_capped(usable_runs(trials), metric, [*by, "init"]).dropna(subset=["value"])
     per_init = per_init.reset_index(drop=True)
     group = per_init.groupby(by, dropna=False, sort=True)["value"]
     hi_row, lo_row = group.idxmax().to_numpy(), group.idxmin().to_numpy()
@@ -647,7 +634,9 @@ def paired_comparison(
     ``mean_diff``, ``ci_low``, ``ci_high``, ``n_pairs``, ``p_better``,
     ``frac_pairs_better``, ``level``; one row per optimizer other than the baseline.
     """
-    _require(trials, ["optimizer", "init", "beta", "lr", "seed", "outcome"], "paired_comparison")
+    require_columns(
+        trials, ["optimizer", "init", "beta", "lr", "seed", "outcome"], "paired_comparison"
+    )
     if level not in ("run", "tuned"):
         raise UserInputError(f"level {level!r} is not allowed; use run or tuned")
     present = sorted(trials["optimizer"].dropna().unique())
@@ -657,12 +646,12 @@ def paired_comparison(
             f"present: {', '.join(present) or 'none'}"
         )
     maximize = _direction(metric, direction) == "maximize"
-    usable = _usable(trials)
+    usable = usable_runs(trials)
     if level == "run":
         pair_on = ["init", "beta", "lr", "seed"]
         per_run = _mean_capped(usable, metric, ["optimizer", *pair_on])
     else:
-        _require(trials, ["trial_id"], "paired_comparison(level='tuned')")
+        require_columns(trials, ["trial_id"], "paired_comparison(level='tuned')")
         pair_on = ["init", "seed"]
         per_run = _tuned_runs(usable, metric, maximize)
     base = per_run[per_run["optimizer"] == baseline].drop(columns="optimizer")
@@ -726,7 +715,7 @@ def outcome_counts(trials: pd.DataFrame, by: Sequence[str] = ("optimizer",)) -> 
     (of all the group's runs, errors included).
     """
     by = list(by)
-    _require(trials, [*by, "outcome"], "outcome_counts")
+    require_columns(trials, [*by, "outcome"], "outcome_counts")
     wide = _outcome_table(trials, by)
     long = wide.melt(id_vars=by, value_vars=list(OUTCOMES), var_name="outcome", value_name="n_runs")
     long["outcome"] = pd.Categorical(long["outcome"], categories=list(OUTCOMES))
@@ -761,7 +750,9 @@ def summary_by_optimizer(
     """
     by = list(by)
     axes = ["init", "beta", "beta2", "lr"]
-    _require(trials, [*by, "outcome", "trial_id", "objective", *axes], "summary_by_optimizer")
+    require_columns(
+        trials, [*by, "outcome", "trial_id", "objective", *axes], "summary_by_optimizer"
+    )
     maximize = _direction("objective", direction) == "maximize"
     out = _outcome_table(trials, by)
     out = out.rename(columns={o: f"n_{o}" for o in OUTCOMES})
@@ -770,7 +761,7 @@ def summary_by_optimizer(
     non_error = out["n_runs"] - out["n_error"]
     out["p_diverged"] = out["n_diverged"] / non_error.where(non_error > 0)
     out["n_configs"] = trials.groupby(by, dropna=False, sort=True)["trial_id"].nunique().to_numpy()
-    usable = _usable(trials)
+    usable = usable_runs(trials)
     configs = _mean_capped(usable, "objective", [*by, "trial_id"]).dropna(subset=["value"])
     configs = configs.reset_index(drop=True)
     group = configs.groupby(by, dropna=False, sort=True)["value"]
