@@ -48,6 +48,18 @@ def test_trial_json_has_config_dataset_metadata_and_one_record_per_seed(cli):
     )
 
 
+def test_trial_trains_with_adamw_from_the_registry(cli):
+    result = cli(
+        "trial", "--optimizer", "adamw", "--lr", "0.01", "--beta", "0.8", "--beta2", "0.99",
+        "--opt", "weight_decay=0.05", "--json", *FAST,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    record = json.loads(result.out)["records"][0]
+    assert (record["optimizer"], record["beta"], record["beta2"]) == ("adamw", 0.8, 0.99)
+    assert record["outcome"] == "converged"
+    assert record["final_train_loss"] < 0.5 * record["initial_loss"]
+
+
 def test_trial_json_writes_nonfinite_numbers_as_null(cli):
     result = cli(
         "trial", "--optimizer", "sgd", "--lr", "50", "--dataset", "linreg", "--model", "linear",
@@ -74,7 +86,7 @@ def test_trial_schedule_and_divergence_options_reach_the_run(cli):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--optimizer", "adamw", "--lr", "0.1"), "unknown optimizer 'adamw'"),
+        (("--optimizer", "lion", "--lr", "0.1"), "unknown optimizer 'lion'"),
         (("--optimizer", "sgd", "--lr", "-1"), "lr: Input should be greater than 0"),
         (("--optimizer", "sgd", "--lr", "0.1", "--batch-size", "big"), "--batch-size"),
         (("--optimizer", "sgd", "--lr", "0.1", "--seed", "x"), "--seed takes integers"),

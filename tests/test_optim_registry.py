@@ -16,11 +16,26 @@ def _model(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
 
 
-def test_the_three_optimizers_are_registered_with_their_axes():
-    assert set(OPTIMIZERS) == {"sgd", "insgd", "novograd"}
+def test_the_built_in_optimizers_are_registered_with_their_axes():
+    assert set(OPTIMIZERS) == {"sgd", "insgd", "novograd", "adam", "adamw"}
     assert optimizer_axes("sgd") == ("beta",)
-    assert optimizer_axes("insgd") == ("beta", "beta2")
-    assert optimizer_axes("novograd") == ("beta", "beta2")
+    for name in ("insgd", "novograd", "adam", "adamw"):
+        assert optimizer_axes(name) == ("beta", "beta2")
+
+
+def _same_trajectory(ours, opt, theirs, ref, steps=5):
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x, y = torch.randn(4, 5, generator=gen), torch.randint(0, 3, (4,), generator=gen)
+        for m, o in ((ours, opt), (theirs, ref)):
+            o.zero_grad()
+            F.cross_entropy(m(x), y).backward()
+            o.step()
+    initial = _model().parameters()
+    moved = any(not torch.equal(p, q) for p, q in zip(ours.parameters(), initial, strict=True))
+    assert moved  # the comparison below compares trained weights, not two initial ones
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(p, q)
 
 
 @pytest.mark.parametrize(
@@ -31,15 +46,39 @@ def test_sgd_from_the_registry_has_the_trajectory_of_torch_sgd(kwargs):
     opt = build_optimizer("sgd", ours, lr=0.1, beta=0.8, **kwargs)
     ref = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.8, **kwargs)
     assert type(opt) is torch.optim.SGD
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        x, y = torch.randn(4, 5, generator=gen), torch.randint(0, 3, (4,), generator=gen)
-        for m, o in ((ours, opt), (theirs, ref)):
-            o.zero_grad()
-            F.cross_entropy(m(x), y).backward()
-            o.step()
-    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
-        assert torch.equal(p, q)
+    _same_trajectory(ours, opt, theirs, ref)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "kwargs"),
+    [
+        ("adam", torch.optim.Adam, {}),
+        ("adam", torch.optim.Adam, {"weight_decay": 0.01, "amsgrad": True, "eps": 1e-6}),
+        ("adamw", torch.optim.AdamW, {}),
+        ("adamw", torch.optim.AdamW, {"weight_decay": 0.1, "foreach": False}),
+    ],
+)
+def test_adam_and_adamw_have_the_trajectory_of_torch_with_beta_as_betas(name, cls, kwargs):
+    ours, theirs = _model(), _model()
+    opt = build_optimizer(name, ours, lr=0.01, beta=0.8, beta2=0.95, **kwargs)
+    ref = cls(theirs.parameters(), lr=0.01, betas=(0.8, 0.95), **kwargs)
+    assert type(opt) is cls
+    assert opt.param_groups[0]["betas"] == (0.8, 0.95)
+    _same_trajectory(ours, opt, theirs, ref)
+
+
+def test_adam_keeps_torchs_default_for_the_axis_not_given():
+    assert build_optimizer("adam", _model(), lr=0.1).param_groups[0]["betas"] == (0.9, 0.999)
+    assert build_optimizer("adamw", _model(), lr=0.1, beta2=0.9).param_groups[0]["betas"] == (
+        0.9,
+        0.9,
+    )
+    assert build_optimizer("adam", _model(), lr=0.1, beta=0.5).param_groups[0]["betas"] == (
+        0.5,
+        0.999,
+    )
+    # AdamW's own weight-decay default (0.01), not Adam's (0)
+    assert build_optimizer("adamw", _model(), lr=0.1).param_groups[0]["weight_decay"] == 0.01
 
 
 def test_beta_and_beta2_map_to_each_optimizers_own_arguments():
@@ -78,7 +117,15 @@ def test_fixed_arguments_pass_through():
 @pytest.mark.parametrize(
     ("name", "kwargs", "needle"),
     [
-        ("adam", {"lr": 0.1}, "unknown optimizer 'adam'; allowed: insgd, novograd, sgd"),
+        (
+            "lion",
+            {"lr": 0.1},
+            "unknown optimizer 'lion'; allowed: adam, adamw, insgd, novograd, sgd",
+        ),
+        ("adam", {"lr": 0.1, "weight_decay": -0.5}, "weight_decay must be"),
+        ("adamw", {"lr": 0.1, "amsgrad": "yes"}, "amsgrad must be true or false"),
+        ("adamw", {"lr": 0.1, "foreach": True, "fused": True}, "cannot both be true"),
+        ("adam", {"lr": 0.1, "momentum": 0.9}, r"unknown argument\(s\) 'momentum'.*amsgrad"),
         ("sgd", {"lr": -0.1}, "lr must be"),
         ("sgd", {"lr": float("nan")}, "lr must be"),
         ("insgd", {"lr": 0.1, "beta": 1.0}, r"beta must be in \[0, 1\)"),

@@ -245,7 +245,7 @@ def test_augment_runs_on_every_training_batch_from_the_seed_generator(monkeypatc
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("optimizer", "adamw", "unknown optimizer 'adamw'"),
+        ("optimizer", "lion", "unknown optimizer 'lion'"),
         ("model", "vit", "unknown model 'vit'"),
         ("dataset", "imagenet", "unknown dataset 'imagenet'"),
         ("init", "magic", "unknown init scheme 'magic'"),

@@ -2,7 +2,7 @@
 
 ``what`` is one of optimizers, models, datasets, inits, studies; without it, all.
 Each line is a name and a short summary (a builder's options, an optimizer's
-swept axes, a bundled study's description). Each registry is imported only
+class and which constructor argument each swept axis sets, a bundled study's description). Each registry is imported only
 when it is listed.
 """
 
@@ -29,9 +29,9 @@ def _summary(builder: Callable[..., Any]) -> str:
 
 
 def _optimizers() -> dict[str, str]:
-    from robustness.optim import OPTIMIZERS, optimizer_axes
+    from robustness.optim import OPTIMIZERS, optimizer_entry
 
-    return {name: "swept axes: lr, init, " + ", ".join(optimizer_axes(name)) for name in OPTIMIZERS}
+    return {name: optimizer_entry(name).describe() for name in OPTIMIZERS}
 
 
 def _models() -> dict[str, str]:

@@ -28,14 +28,15 @@ _DEFAULT_STEPS = 500
 
 @app.command("trial")
 def trial_command(
-    optimizer: Annotated[str, typer.Option(help="sgd, insgd or novograd")],
+    optimizer: Annotated[str, typer.Option(help="sgd, insgd, novograd, adam or adamw")],
     lr: Annotated[float, typer.Option(help="learning rate")],
     beta: Annotated[
         float | None,
-        typer.Option(help="first-moment coefficient (SGD/INSGD momentum, NovoGrad β1)"),
+        typer.Option(help="first-moment coefficient (SGD/INSGD momentum, NovoGrad/Adam β1)"),
     ] = None,
     beta2: Annotated[
-        float | None, typer.Option(help="second coefficient (NovoGrad β2, INSGD input-power β)")
+        float | None,
+        typer.Option(help="second coefficient (NovoGrad/Adam β2, INSGD input-power β)"),
     ] = None,
     init: Annotated[str, typer.Option(help="init scheme")] = "default",
     model: Annotated[str, typer.Option(help="model name")] = "mlp",

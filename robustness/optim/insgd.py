@@ -104,6 +104,9 @@ class INSGD(torch.optim.Optimizer):
     they are also removed when the optimizer is garbage-collected.
     """
 
+    takes_model = True
+    """The constructor takes the model, not its parameters (the toolkit's factory reads this)."""
+
     def __init__(
         self,
         model: nn.Module,

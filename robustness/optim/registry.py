@@ -1,22 +1,33 @@
 """Build an optimizer by name: the one place that maps the study axes to arguments.
 
-The spec's two swept coefficients mean, per optimizer (DESIGN.md):
+Every optimizer is described by the same data (:class:`OptimizerEntry`): its
+class, which constructor argument each swept axis sets (``axes``), whether it
+takes the model or its parameters, and the toolkit's defaults where they differ
+from the class's. The built-ins (DESIGN.md's three, plus Adam and AdamW from
+``torch.optim``):
 
 | name       | ``beta`` (first moment)   | ``beta2`` (second coefficient) |
 | ---------- | ------------------------- | ------------------------------ |
-| ``sgd``      | momentum (default 0.9)    | does not apply                 |
-| ``insgd``    | momentum (default 0.9)    | input-power β (default 0.99)   |
-| ``novograd`` | β1 (default 0.95)         | β2 (default 0.98)              |
+| ``sgd``      | ``momentum`` (default 0.9) | does not apply                 |
+| ``insgd``    | ``momentum`` (default 0.9) | ``beta``, input power (0.99)   |
+| ``novograd`` | ``betas[0]`` (0.95)        | ``betas[1]`` (0.98)            |
+| ``adam``     | ``betas[0]`` (0.9)         | ``betas[1]`` (0.999)           |
+| ``adamw``    | ``betas[0]`` (0.9)         | ``betas[1]`` (0.999)           |
 
-``None`` means that default. ``sgd`` is ``torch.optim.SGD`` itself; its default
-momentum here is 0.9 (``torch.optim.SGD``'s own default, 0, is plain SGD).
+``None`` means that default. ``sgd``, ``adam`` and ``adamw`` are the
+``torch.optim`` classes themselves; ``sgd``'s default momentum here is 0.9
+(``torch.optim.SGD``'s own default, 0, is plain SGD). An axis path ``betas.0``
+sets one element of a sequence argument, the others keeping their defaults.
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,67 +41,141 @@ from robustness.optim._validation import (
     check_positive,
 )
 from robustness.optim.insgd import INSGD
-from robustness.optim.novograd import DEFAULT_BETAS, NovoGrad
+from robustness.optim.novograd import NovoGrad
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "optimizer_axes"]
+__all__ = ["OPTIMIZERS", "OptimizerEntry", "build_optimizer", "optimizer_axes", "optimizer_entry"]
+
+_AXIS_PATH = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\.(\d+))?")
 
 
 @dataclass(frozen=True)
-class _Entry:
-    axes: tuple[str, ...]
-    kwargs: tuple[str, ...]  # the fixed keyword arguments a spec may pass through
-    build: Callable[..., torch.optim.Optimizer]
+class OptimizerEntry:
+    """How to build one optimizer class from a point of the study's axes.
+
+    Attributes:
+        name: how the toolkit names it (a registered name).
+        cls: a ``torch.optim.Optimizer`` subclass.
+        axes: swept axis (``lr``, ``beta``, ``beta2``) -> the constructor argument it
+            sets: a keyword (``momentum``) or one element of a sequence keyword
+            (``betas.0``). ``lr`` sets ``lr`` unless mapped elsewhere.
+        takes_model: the constructor's first argument is the model (INSGD hooks
+            its layers), not ``model.parameters()``.
+        defaults: constructor arguments whose toolkit default differs from the class's.
+        kwargs: the fixed keyword arguments a spec may pass.
+        check: extra checks of the final constructor arguments (``UserInputError``).
+    """
+
+    name: str
+    cls: type[torch.optim.Optimizer]
+    axes: Mapping[str, str]
+    takes_model: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    kwargs: tuple[str, ...] = ()
+    check: Callable[[Mapping[str, Any]], None] | None = None
+
+    def swept_axes(self) -> tuple[str, ...]:
+        """The axes besides ``lr`` that this optimizer maps (``beta``, ``beta2``)."""
+        return tuple(axis for axis in self.axes if axis != "lr")
+
+    def describe(self) -> str:
+        """One line: the class, whether it takes the model, and its axes mapping."""
+        cls = public_name(self.cls)
+        takes = " (takes the model)" if self.takes_model else ""
+        mapped = self.describe_axes()
+        return f"{cls}{takes}; swept axes: lr, init" + (f", {mapped}" if mapped else "")
+
+    def describe_axes(self) -> str:
+        """``beta -> momentum (default 0.9), beta2 -> ...``: each axis, its argument
+        and the default it falls back to when the axis is not swept."""
+        parts = []
+        for axis, path in self.axes.items():
+            if axis == "lr":  # always swept, so its default never applies
+                parts += [] if path == "lr" else [f"lr -> {path}"]
+                continue
+            default = _default_of(self, path)
+            parts.append(f"{axis} -> {path}" + ("" if default is None else f" ({default!r})"))
+        return ", ".join(parts)
 
 
-def _build_sgd(model: nn.Module, lr: float, beta: float | None, beta2: float | None, **kwargs):
-    momentum = 0.9 if beta is None else beta  # lr and beta: checked by build_optimizer
-    check_non_negative("weight_decay", kwargs.get("weight_decay", 0.0))
-    check_coefficient("dampening", kwargs.get("dampening", 0.0), closed=True)
-    for flag in ("nesterov", "foreach", "fused"):
+def _check_flags(kwargs: Mapping[str, Any], flags: tuple[str, ...]) -> None:
+    for flag in flags:
         if kwargs.get(flag) is not None:
             check_flag(flag, kwargs[flag])
-    if kwargs.get("nesterov") and (momentum <= 0 or kwargs.get("dampening", 0.0) != 0):
-        raise UserInputError("nesterov needs momentum (beta) > 0 and dampening 0")
     if kwargs.get("foreach") and kwargs.get("fused"):
-        raise UserInputError("foreach and fused cannot both be true for sgd")
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, **kwargs)
+        raise UserInputError("foreach and fused cannot both be true")
 
 
-def _build_insgd(model: nn.Module, lr: float, beta: float | None, beta2: float | None, **kwargs):
-    coefficients = {"momentum": beta, "beta": beta2}
-    return INSGD(model, lr, **{k: v for k, v in coefficients.items() if v is not None}, **kwargs)
+def _check_sgd(kwargs: Mapping[str, Any]) -> None:
+    check_non_negative("weight_decay", kwargs.get("weight_decay", 0.0))
+    check_coefficient("dampening", kwargs.get("dampening", 0.0), closed=True)
+    _check_flags(kwargs, ("nesterov", "foreach", "fused"))
+    if kwargs.get("nesterov") and (kwargs["momentum"] <= 0 or kwargs.get("dampening", 0.0) != 0):
+        raise UserInputError("nesterov needs momentum (beta) > 0 and dampening 0")
 
 
-def _build_novograd(model: nn.Module, lr: float, beta: float | None, beta2: float | None, **kwargs):
-    default1, default2 = DEFAULT_BETAS
-    betas = (default1 if beta is None else beta, default2 if beta2 is None else beta2)
-    return NovoGrad(model.parameters(), lr, betas=betas, **kwargs)
+def _check_adam(kwargs: Mapping[str, Any]) -> None:
+    check_non_negative("weight_decay", kwargs.get("weight_decay", 0.0))
+    check_non_negative("eps", kwargs.get("eps", 0.0))
+    _check_flags(kwargs, ("amsgrad", "foreach", "fused"))
 
 
-_REGISTRY: dict[str, _Entry] = {
-    "sgd": _Entry(
-        ("beta",), ("weight_decay", "dampening", "nesterov", "foreach", "fused"), _build_sgd
-    ),
-    "insgd": _Entry(
-        ("beta", "beta2"),
-        ("eps", "weight_decay", "dampening", "nesterov", "mode", "norm", "foreach"),
-        _build_insgd,
-    ),
-    "novograd": _Entry(
-        ("beta", "beta2"), ("eps", "weight_decay", "grad_averaging", "foreach"), _build_novograd
-    ),
+_BETAS = {"beta": "betas.0", "beta2": "betas.1"}
+_ADAM_KWARGS = ("eps", "weight_decay", "amsgrad", "foreach", "fused")
+
+_REGISTRY: dict[str, OptimizerEntry] = {
+    entry.name: entry
+    for entry in (
+        OptimizerEntry(
+            "sgd",
+            torch.optim.SGD,
+            {"lr": "lr", "beta": "momentum"},
+            defaults={"momentum": 0.9},
+            kwargs=("weight_decay", "dampening", "nesterov", "foreach", "fused"),
+            check=_check_sgd,
+        ),
+        OptimizerEntry(
+            "insgd",
+            INSGD,
+            {"lr": "lr", "beta": "momentum", "beta2": "beta"},
+            takes_model=INSGD.takes_model,
+            kwargs=("eps", "weight_decay", "dampening", "nesterov", "mode", "norm", "foreach"),
+        ),
+        OptimizerEntry(
+            "novograd",
+            NovoGrad,
+            {"lr": "lr", **_BETAS},
+            kwargs=("eps", "weight_decay", "grad_averaging", "foreach"),
+        ),
+        OptimizerEntry(
+            "adam", torch.optim.Adam, {"lr": "lr", **_BETAS}, kwargs=_ADAM_KWARGS, check=_check_adam
+        ),
+        OptimizerEntry(
+            "adamw",
+            torch.optim.AdamW,
+            {"lr": "lr", **_BETAS},
+            kwargs=_ADAM_KWARGS,
+            check=_check_adam,
+        ),
+    )
 }
 
 OPTIMIZERS: tuple[str, ...] = tuple(_REGISTRY)
 
 
+def optimizer_entry(name: str) -> OptimizerEntry:
+    """The registered optimizer ``name``; ``UserInputError`` listing the names otherwise."""
+    if name not in _REGISTRY:
+        raise unknown_choice("optimizer", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
 def optimizer_axes(name: str) -> tuple[str, ...]:
     """Which of the spec axes ``("beta", "beta2")`` apply to optimizer ``name``."""
-    return _entry(name).axes
+    return optimizer_entry(name).swept_axes()
 
 
 def build_optimizer(
-    name: str,
+    name: str | OptimizerEntry,
     model: nn.Module,
     *,
     lr: float,
@@ -98,42 +183,101 @@ def build_optimizer(
     beta2: float | None = None,
     **kwargs: Any,
 ) -> torch.optim.Optimizer:
-    """The optimizer ``name`` over ``model``'s parameters.
+    """The optimizer ``name`` (or described by an entry) over ``model``.
 
-    ``beta``/``beta2`` map to each optimizer's own arguments (module docstring);
-    ``None`` keeps its default. ``kwargs`` are the optimizer's fixed arguments
-    (e.g. ``weight_decay``, ``nesterov``, ``mode``, ``norm``, ``eps``,
+    ``lr``/``beta``/``beta2`` set the constructor arguments the entry's ``axes``
+    map them to; ``None`` keeps the default. ``kwargs`` are the optimizer's fixed
+    arguments (e.g. ``weight_decay``, ``nesterov``, ``mode``, ``norm``, ``eps``,
     ``grad_averaging``). INSGD hooks the model: call ``getattr(opt, "close", None)``
-    when done. Raises ``UserInputError`` for an unknown name, a ``beta2`` given
-    to an optimizer without that axis, an unknown keyword, or an invalid value.
+    when done. Raises ``UserInputError`` for an unknown name, an axis value given
+    to an optimizer that maps no argument to that axis, an unknown keyword, or an
+    invalid value.
     """
-    entry = _entry(name)
-    if beta2 is not None and "beta2" not in entry.axes:
-        raise UserInputError(
-            f"optimizer {name!r} has no beta2 axis; its axes: {', '.join(entry.axes)}"
-        )
+    entry = name if isinstance(name, OptimizerEntry) else optimizer_entry(name)
+    points = {"lr": lr, "beta": beta, "beta2": beta2}
+    for axis, value in points.items():
+        if value is not None and axis not in entry.axes:
+            raise UserInputError(
+                f"optimizer {entry.name!r} has no {axis} axis; its axes: "
+                f"{', '.join(entry.swept_axes()) or 'lr only'}"
+            )
     unknown = sorted(set(kwargs) - set(entry.kwargs))
     if unknown:
         raise UserInputError(
-            f"unknown argument(s) {', '.join(map(repr, unknown))} for optimizer {name!r}; "
+            f"unknown argument(s) {', '.join(map(repr, unknown))} for optimizer {entry.name!r}; "
             f"allowed: {', '.join(sorted(entry.kwargs))}"
         )
     check_positive("lr", lr)
-    for axis, value in (("beta", beta), ("beta2", beta2)):
-        if value is not None:
-            check_coefficient(axis, value)
+    for axis in ("beta", "beta2"):
+        if points[axis] is not None:
+            check_coefficient(axis, points[axis])
     # plain floats, so that state_dict() holds no numpy scalars (weights_only loading)
-    kwargs = {k: _plain(v) for k, v in kwargs.items()}
-    return entry.build(model, float(lr), _plain(beta), _plain(beta2), **kwargs)
+    arguments = {**entry.defaults, **{k: _plain(v) for k, v in kwargs.items()}}
+    for axis, value in points.items():
+        if value is not None:
+            _set_argument(entry, arguments, entry.axes[axis], _plain(value))
+    if entry.check is not None:
+        entry.check(arguments)
+    target = model if entry.takes_model else model.parameters()
+    return entry.cls(target, **arguments)
+
+
+def _set_argument(entry: OptimizerEntry, arguments: dict[str, Any], path: str, value: Any) -> None:
+    """``arguments[path] = value``; for ``betas.1``, element 1 of the sequence
+    ``betas`` (its default filling the other elements)."""
+    match = _AXIS_PATH.fullmatch(path)
+    if match is None:
+        raise UserInputError(
+            f"optimizer {entry.name!r}: axis target {path!r} is not an argument name or "
+            "'name.index' (e.g. 'momentum', 'betas.0')"
+        )
+    argument, index = match.group(1), match.group(2)
+    if index is None:
+        arguments[argument] = value
+        return
+    current = arguments.get(argument, _signature_default(entry.cls, argument))
+    if not isinstance(current, (tuple, list)) or int(index) >= len(current):
+        raise UserInputError(
+            f"optimizer {entry.name!r}: axis target {path!r} needs argument {argument!r} to "
+            f"default to a sequence of more than {index} elements, but its default is {current!r}"
+        )
+    items = list(current)
+    items[int(index)] = value
+    arguments[argument] = tuple(items)
+
+
+def _default_of(entry: OptimizerEntry, path: str) -> Any:
+    """The value an axis target takes when its axis is not swept (None if none)."""
+    match = _AXIS_PATH.fullmatch(path)
+    if match is None:
+        return None
+    argument, index = match.group(1), match.group(2)
+    value = entry.defaults.get(argument, _signature_default(entry.cls, argument))
+    if index is not None:
+        ok = isinstance(value, (tuple, list)) and int(index) < len(value)
+        return value[int(index)] if ok else None
+    return value
+
+
+def public_name(obj: Any) -> str:
+    """``obj``'s dotted name through the shortest module that exports it
+    (``torch.optim.SGD`` rather than ``torch.optim.sgd.SGD``)."""
+    parts = obj.__module__.split(".")
+    for i in range(1, len(parts) + 1):
+        module = sys.modules.get(".".join(parts[:i]))
+        if getattr(module, obj.__qualname__, None) is obj:
+            return f"{'.'.join(parts[:i])}.{obj.__qualname__}"
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _signature_default(cls: type, argument: str) -> Any:
+    parameter = inspect.signature(cls).parameters.get(argument)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return parameter.default
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, int)):
         return float(value)
     return value
-
-
-def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise unknown_choice("optimizer", name, _REGISTRY)
-    return _REGISTRY[name]
