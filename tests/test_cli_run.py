@@ -57,3 +57,22 @@ def test_invalid_spec_is_refused_before_anything_starts(tmp_path, cli):
     result = cli("run", spec, "--out", tmp_path / "out")
     assert result.code == 2 and "sampler" in result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_without_a_spec_continues_the_study_of_out(tmp_path, cli):
+    from robustness.results import store
+    from robustness.spec import load_spec
+
+    out = tmp_path / "out"
+    resolved = load_spec(write_spec(tmp_path / "tiny.yaml")).resolved()
+    store.write_spec(out, resolved, store.provenance(store.utc_now()))
+    result = cli("run", "--out", out, "--resume", "--dry-run")
+    assert result.code == 0, result.err
+    assert "study tiny" in result.out and "quickstart" not in result.out
+
+
+def test_resume_without_a_spec_needs_a_study_in_out(tmp_path, cli):
+    result = cli("run", "--out", tmp_path / "empty", "--resume")
+    assert result.code == 2 and "no spec.yaml" in result.err
+    result = cli("run", "--resume")
+    assert result.code == 2 and "--out" in result.err

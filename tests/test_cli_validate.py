@@ -198,3 +198,18 @@ def test_empty_and_non_mapping_specs_are_refused(cli, tmp_path):
     assert "the spec is empty" in cli("validate", write(tmp_path, "")).err
     result = cli("validate", write(tmp_path, "- a\n- b\n", "list.yaml"))
     assert result.code == 2 and "got list" in result.err
+
+
+def test_a_results_directorys_spec_yaml_validates_and_equals_its_spec(tmp_path, cli):
+    """spec.yaml = the resolved spec + provenance: validate accepts it, and it parses
+    back to the very spec that was run (so it can be rerun)."""
+    from robustness.results import store
+    from robustness.spec import load_spec
+
+    spec = load_spec("quickstart")
+    path = store.write_spec(tmp_path, spec.resolved(), store.provenance(store.utc_now()))
+    assert "provenance" in path.read_text()
+    result = cli("validate", path)
+    assert result.code == 0, result.err
+    assert "is valid" in result.out
+    assert load_spec(path) == spec

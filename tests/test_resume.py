@@ -1,4 +1,5 @@
-"""Resume after the driver is killed with SIGKILL mid-study: completed trials are
+"""Resume after the driver is killed with SIGKILL mid-study (from the results
+directory's own spec.yaml, no spec given): completed trials are
 neither lost nor re-run, and the final tables hold each run exactly once; with one
 configuration per Ray trial, and with packs of three (a kill mid-pack loses at most
 the configuration that was running)."""
@@ -33,7 +34,8 @@ SPEC = {
 
 def _driver(spec, out, *extra):
     command = [sys.executable, "-c", "from robustness.cli import main; main()"]
-    command += ["run", str(spec), "--out", str(out), "--no-report", "--quiet", *extra]
+    command += ["run", *([str(spec)] if spec else []), "--out", str(out)]
+    command += ["--no-report", "--quiet", *extra]
     return subprocess.Popen(
         command,
         start_new_session=True,  # its own process group, so the test can clean up Ray
@@ -78,8 +80,8 @@ def killed_study(tmp_path, request):
 
 @pytest.mark.slow  # two driver starts and six configurations: about a minute on 2 busy cores
 def test_resume_after_sigkill_keeps_finished_trials_and_runs_each_once(killed_study):
-    spec, out, persisted, pack = killed_study
-    resumed = _driver(spec, out, "--resume")
+    _, out, persisted, pack = killed_study
+    resumed = _driver(None, out, "--resume")  # from the study's own record
     try:
         output, _ = resumed.communicate(timeout=400)
     finally:

@@ -1,6 +1,10 @@
 """`robustness run [SPEC]`: run a study through Ray Tune + Optuna into a results dir.
 
-With no SPEC, the bundled quickstart. The default ``--out`` is ``results/<spec name>``.
+With no SPEC, the bundled quickstart, except with ``--resume``: then the study of
+``--out`` is continued from its own record (``--out/spec.yaml``). A results
+directory's ``spec.yaml`` is itself a spec (its ``provenance`` is ignored), so
+``robustness run DIR/spec.yaml --out NEW`` reruns a study. The default ``--out``
+is ``results/<spec name>``.
 ``--dry-run`` prints the plan and its size and exits without starting Ray.
 """
 
@@ -12,7 +16,8 @@ from typing import Annotated
 import typer
 
 from robustness.cli._app import app, stderr, stdout
-from robustness.results.schema import REPORT_DIR
+from robustness.errors import UserInputError
+from robustness.results.schema import REPORT_DIR, SPEC_FILE
 
 _DEFAULT_STUDY = "quickstart"
 
@@ -33,7 +38,11 @@ def run_command(
         typer.Option(help="join the Ray cluster at this address (default: a private local Ray)"),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="continue the study already in --out")
+        bool,
+        typer.Option(
+            "--resume",
+            help="continue the study already in --out (without SPEC: from its spec.yaml)",
+        ),
     ] = False,
     max_concurrent: Annotated[
         int | None,
@@ -58,6 +67,18 @@ def run_command(
     """Run a study: every configuration on every seed, results in --out."""
     from robustness.spec import load_spec, make_plan
 
+    if spec is None and resume:
+        if out is None:
+            raise UserInputError(
+                "--resume without a spec continues the study of --out: give --out DIR "
+                "(or the spec as well)"
+            )
+        spec = str(out / SPEC_FILE)
+        if not (out / SPEC_FILE).is_file():
+            raise UserInputError(
+                f"cannot resume in {str(out)!r}: it has no {SPEC_FILE}, so it holds no "
+                "study; give the spec to start one there"
+            )
     study = load_spec(spec or _DEFAULT_STUDY)
     plan = make_plan(study)
     if dry_run:
@@ -80,7 +101,7 @@ def run_command(
     except KeyboardInterrupt:
         stderr.print(
             f"what finished is kept in {str(out_dir)!r}; continue with "
-            f"`robustness run {spec or _DEFAULT_STUDY} --out {out_dir} --resume`"
+            f"`robustness run --out {out_dir} --resume`"
         )
         raise
     stdout.print(f"results: {path}")

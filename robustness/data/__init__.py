@@ -30,7 +30,7 @@ from robustness.data._local import ENV_VAR, cifar10, cifar100, fashion_mnist, mn
 from robustness.data._synthetic import blobs, linreg
 from robustness.errors import unknown_choice
 
-__all__ = ["DATASETS", "ENV_VAR", "Dataset", "load_dataset"]
+__all__ = ["DATASETS", "ENV_VAR", "TASKS", "Dataset", "load_dataset"]
 
 _GENERATED: dict[str, Callable[..., Dataset]] = {
     "digits": digits,
@@ -45,6 +45,18 @@ _LOCAL: dict[str, Callable[..., Dataset]] = {
     "cifar100": cifar100,
 }
 DATASETS: dict[str, Callable[..., Dataset]] = {**_GENERATED, **_LOCAL}
+TASKS: dict[str, str] = {
+    "digits": "classification",
+    "mnist1d": "classification",
+    "blobs": "classification",
+    "linreg": "regression",
+    "mnist": "classification",
+    "fashion_mnist": "classification",
+    "cifar10": "classification",
+    "cifar100": "classification",
+}
+"""Each dataset's ``Dataset.task``, known without loading it (the spec checks its loss
+and objective against it); a test loads the datasets and compares."""
 
 
 def load_dataset(

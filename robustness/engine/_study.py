@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import yaml
 
-from robustness.engine import _cluster, _optuna_storage
+from robustness.engine import _cluster, _lock, _optuna_storage
 from robustness.engine._progress import StudyProgress
 from robustness.engine._samplers import make_sampler
 from robustness.engine._searcher import LabelSearch, OptunaStudySearcher
 from robustness.engine._trainable import error_records, trial_payload
 from robustness.errors import UserInputError
 from robustness.results import store
-from robustness.results.schema import OPTUNA_FILE, SPEC_FILE
+from robustness.results.schema import LOCK_FILE, OPTUNA_FILE, PROVENANCE_KEY, SPEC_FILE
 from robustness.spec import AUTO_PACK_SECONDS
 
 if TYPE_CHECKING:
@@ -77,8 +77,12 @@ def run_study(
     writes ``report/`` at the end when ``analysis`` is importable; a report failure
     is a warning and never loses the results.
 
+    One driver per results directory: the run holds ``out_dir``'s driver lock
+    (``_lock``) from its first write to its end, report included.
+
     Raises ``UserInputError`` for a non-empty ``out_dir`` without ``resume``, a
-    resume with a different spec, or a cluster that cannot run the trials.
+    resume with a different spec, a directory another live driver holds, or a
+    cluster that cannot run the trials.
     """
     from robustness.spec import load_spec, make_plan
 
@@ -87,7 +91,8 @@ def run_study(
     plan = make_plan(spec)
     out = Path(out_dir).expanduser().resolve()
     resolved = spec.resolved()
-    started = _check_out_dir(out, resolved, resume=resume)
+    _lock.refuse_if_held(out)
+    _check_out_dir(out, resolved, resume=resume)  # refuse before anything is written
     cpu, gpu = float(spec.resources.cpu), float(spec.resources.gpu)
     concurrent = max_concurrent or spec.resources.max_concurrent
     if concurrent is not None and concurrent < 1:
@@ -100,20 +105,35 @@ def run_study(
         if address is not None:
             _cluster.check_shared_path(out, shared=shared_storage)
         out.mkdir(parents=True, exist_ok=True)
-        store.write_spec(out, resolved, {**store.provenance(started), "resumed": resume})
-        _run_tuner(spec, plan, out, cpu=cpu, gpu=gpu, concurrent=concurrent, progress=progress)
+        with _lock.driver_lock(out):
+            # checked again under the lock: another driver may have started meanwhile
+            started = _check_out_dir(out, resolved, resume=resume)
+            store.write_spec(out, resolved, {**store.provenance(started), "resumed": resume})
+            try:
+                _run_tuner(
+                    spec, plan, out, cpu=cpu, gpu=gpu, concurrent=concurrent, progress=progress
+                )
+            finally:
+                _release(owns_ray, optuna_verbosity)
+                owns_ray = False
+            finished = store.utc_now()
+            store.write_spec(
+                out, resolved, {**store.provenance(started, finished), "resumed": resume}
+            )
+            if report:
+                _write_report(out)
     finally:
-        optuna.logging.set_verbosity(optuna_verbosity)
-        if owns_ray:
-            import ray
-
-            ray.shutdown()
-    store.write_spec(
-        out, resolved, {**store.provenance(started, store.utc_now()), "resumed": resume}
-    )
-    if report:
-        _write_report(out)
+        _release(owns_ray, optuna_verbosity)
     return out
+
+
+def _release(owns_ray: bool, optuna_verbosity: int) -> None:
+    """Restore Optuna's log level; shut down the Ray this driver started."""
+    optuna.logging.set_verbosity(optuna_verbosity)
+    if owns_ray:
+        import ray
+
+        ray.shutdown()
 
 
 def _run_tuner(
@@ -265,7 +285,7 @@ def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> dt.d
     across resumes."""
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {str(out)!r} exists and is not a directory")
-    if not (out.exists() and any(out.iterdir())):
+    if not (out.exists() and any(p.name != LOCK_FILE for p in out.iterdir())):
         return store.utc_now()
     spec_file = out / SPEC_FILE
     if not resume:
@@ -279,7 +299,7 @@ def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> dt.d
             "choose an empty or new --out"
         )
     previous = yaml.safe_load(spec_file.read_text(encoding="utf-8")) or {}
-    provenance = previous.pop("provenance", {}) or {}
+    provenance = previous.pop(PROVENANCE_KEY, {}) or {}
     previous, resolved = _without_packing(previous), _without_packing(resolved)
     if _normalized(previous) != _normalized(resolved):
         changed = sorted(

@@ -61,3 +61,5 @@ CURVES_FILE = "curves.parquet"
 SPEC_FILE = "spec.yaml"
 OPTUNA_FILE = "optuna.db"
 REPORT_DIR = "report"
+PROVENANCE_KEY = "provenance"  # the block spec.yaml adds to the resolved spec
+LOCK_FILE = "driver.lock"  # held by the one driver of the directory (engine._lock)

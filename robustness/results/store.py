@@ -37,6 +37,7 @@ import yaml
 from robustness.results.schema import (
     CURVE_COLUMNS,
     CURVES_FILE,
+    PROVENANCE_KEY,
     SPEC_FILE,
     TRIAL_COLUMNS,
     TRIALS_FILE,
@@ -230,7 +231,7 @@ def provenance(started: _dt.datetime, finished: _dt.datetime | None = None) -> d
 
 def write_spec(results_dir: str | Path, spec: Mapping[str, Any], prov: Mapping[str, Any]) -> Path:
     """Write ``spec.yaml``: the resolved spec with a ``provenance`` mapping added."""
-    return write_yaml({**spec, "provenance": dict(prov)}, Path(results_dir) / SPEC_FILE)
+    return write_yaml({**spec, PROVENANCE_KEY: dict(prov)}, Path(results_dir) / SPEC_FILE)
 
 
 def _git_commit() -> str | None:

@@ -434,12 +434,21 @@ def _check_names(config: TrialConfig) -> None:
             raise unknown_choice(kind, value, allowed)
 
 
-def _loss_function(name: str, task: str) -> LossFn:
-    """``auto``: cross-entropy for classification, mean squared error for regression."""
+def resolve_loss(name: str, task: str) -> str:
+    """The loss ``name`` means for a ``task``: ``auto`` is cross-entropy for
+    classification, mean squared error for regression; the other one is refused.
+
+    Raises:
+        UserInputError: a loss that does not fit the task, naming the allowed ones.
+    """
     wanted = "cross_entropy" if task == "classification" else "mse"
     if name not in ("auto", wanted):
         raise UserInputError(f"loss {name!r} does not fit a {task} task; allowed: auto, {wanted}")
-    return F.cross_entropy if wanted == "cross_entropy" else F.mse_loss
+    return wanted
+
+
+def _loss_function(name: str, task: str) -> LossFn:
+    return F.cross_entropy if resolve_loss(name, task) == "cross_entropy" else F.mse_loss
 
 
 def _generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from robustness.errors import UserInputError
+from robustness.results.schema import PROVENANCE_KEY
 from robustness.spec._problems import invalid_spec, validation_problems
 from robustness.spec._schema import StudySpec
 
@@ -49,7 +50,7 @@ def _read_yaml(text: str, source: str) -> Any:
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> StudySpec:
-    """Validate already-loaded spec data.
+    """Validate already-loaded spec data (a ``provenance`` block is ignored).
 
     Raises:
         UserInputError: every problem found, one line each, naming its key path.
@@ -61,6 +62,9 @@ def parse_spec(data: Any, source: str = "<spec>") -> StudySpec:
             f"{source}: a spec is a mapping with keys name, problem, optimizers, space, "
             f"seeds, ...; got {type(data).__name__}"
         )
+    # a results directory's spec.yaml is the resolved spec plus its provenance: it
+    # can be validated and rerun as it is, the provenance being only a record
+    data = {key: value for key, value in data.items() if key != PROVENANCE_KEY}
     try:
         return StudySpec.model_validate(data)
     except ValidationError as exc:

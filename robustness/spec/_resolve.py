@@ -6,7 +6,8 @@ their ``base``; which axes apply to each optimizer (``beta2`` does not apply to
 SGD: a study-wide axis is dropped there, so no duplicate configurations run; an
 override that sets it is refused); the grid sampler's need for finite axes; and
 every optimizer keyword argument and axis value, by building the optimizer on a
-tiny ``nn.Linear``.
+tiny ``nn.Linear``; then, on a spec with no such problem, the combinations of keys
+that are each valid and wrong together (``_combinations``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from robustness.errors import UserInputError
 from robustness.spec._axis import AxisSpec
+from robustness.spec._combinations import check_combinations
 from robustness.spec._plan import OptimizerPlan, Plan
 from robustness.spec._problems import invalid_spec
 from robustness.spec._schema import CORE_AXES, StudySpec
@@ -50,6 +52,8 @@ def make_plan(spec: StudySpec, *, source: str | None = None) -> Plan:
             f"search.sampler: {sampler!r} needs the {_SAMPLER_PACKAGES[sampler]!r} package "
             f"(pip install {_SAMPLER_PACKAGES[sampler]}), or choose another sampler"
         )
+    if not problems:  # combinations of keys that are each valid
+        check_combinations(spec, optimizers, problems)
     if problems:
         raise invalid_spec(source or repr(spec.name), list(dict.fromkeys(problems)))
     return Plan(spec=spec, optimizers=optimizers)
