@@ -60,6 +60,7 @@ from analysis.metrics import (
     worst_case_over_init,
 )
 from robustness.results.schema import OUTCOMES, REPORT_DIR
+from robustness.runner.outcome import CAPPING_RULE
 
 __all__ = [
     "Finding",
@@ -237,9 +238,9 @@ def _outcomes(report: Report, section: Section) -> None:
     report.add(
         "outcomes",
         "Outcomes and best configuration per optimizer",
-        "Run counts by outcome; p_diverged = diverged / non-error runs. The best "
-        "configuration has the best seed-mean search objective (diverged and stalled "
-        "runs count at their initial loss).",
+        "Run counts by outcome; p_diverged = diverged / runs at risk (neither error "
+        "nor pruned: a run the scheduler stopped early is censored, in neither count). "
+        "The best configuration has the best seed-mean search objective. " + CAPPING_RULE,
         summary,
     )
     section.tables.append("outcomes")
@@ -507,7 +508,7 @@ _SECTIONS: list[tuple[str, str, str, Callable[[Report, Section], None]]] = [
         "The final metric against learning rate (median and inter-quartile range over "
         "seeds at the best β; ✕ where most runs diverged and count at their capped "
         "value), then the stability limit and the good learning-rate band per optimizer, "
-        "init and β.",
+        "init and β. " + CAPPING_RULE,
         _sensitivity,
     ),
     (
