@@ -35,7 +35,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from analysis.frames import require_columns, usable_runs
+from analysis.frames import diverged_flag, require_columns, usable_runs
 from robustness.errors import unknown_choice
 from robustness.results.schema import TRIAL_COLUMNS
 
@@ -94,7 +94,7 @@ def _configurations(trials: pd.DataFrame, by: str, params: list[str], target: st
     if target == "objective":
         value = usable["objective"].to_numpy(dtype=float, na_value=np.nan)
     else:
-        value = usable["outcome"].eq("diverged").to_numpy(dtype=float)
+        value = diverged_flag(usable)  # a pruned run is censored: NaN, skipped
     frame = usable[[by, "trial_id", *params]].assign(value=value)
     grouped = frame.groupby([by, "trial_id"], dropna=False, sort=True)
     out = grouped[params].first()

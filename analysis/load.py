@@ -5,7 +5,9 @@ Contract (DESIGN.md, "Results directory"; column names in
 
 - ``trials.parquet`` is required: one row per run, every column of ``TRIAL_COLUMNS``
   (extra columns, e.g. a swept ``weight_decay`` or the config's tags, are kept),
-  at least one row, and ``outcome`` values from ``OUTCOMES`` only.
+  at least one row, and ``outcome`` values from ``OUTCOMES`` only. The step-0
+  columns ``initial_train_acc``, ``initial_val_loss`` and ``initial_val_acc`` are
+  missing (NaN) in a directory written before runs recorded them.
 - ``curves.parquet`` is optional: an empty frame with ``CURVE_COLUMNS`` when absent;
   when present it must be readable and have every ``CURVE_COLUMNS`` column.
 - ``spec.yaml`` is optional (``{}`` when absent), read with ``yaml.safe_load``, and
@@ -37,6 +39,10 @@ from robustness.results.schema import (
 )
 
 __all__ = ["Results", "ResultsError", "load_results"]
+
+
+# step-0 columns that results directories written before them lack: read as NaN
+_ADDED_LATER = ("initial_train_acc", "initial_val_loss", "initial_val_acc")
 
 
 class ResultsError(UserInputError):
@@ -99,6 +105,9 @@ def _read_table(file: Path, columns: dict[str, str]) -> pd.DataFrame:
         raise ResultsError(
             f"cannot read {str(file)!r} as parquet: {type(exc).__name__}: {exc}"
         ) from exc
+    for column in _ADDED_LATER:
+        if column in columns and column not in frame.columns:
+            frame[column] = float("nan")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ResultsError(

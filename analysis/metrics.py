@@ -12,16 +12,19 @@ of its own, never dropped. Output rows are sorted by the group keys.
 
 Outcomes: runs with ``outcome == "error"`` are excluded from every metric (they are
 counted in ``n_error`` where a count is reported); ``diverged`` and ``stalled`` runs
-are kept.
+are kept. ``pruned`` runs (stopped early by the study's scheduler) are censored:
+they count in no divergence probability (neither the diverged runs nor the runs at
+risk), and in value metrics with the value they had when stopped (capped as below;
+a seed never started has none and is skipped).
 
-Effective metric values (``capped_metric``): a *loss* metric (any name not ending in ``_acc``) of a diverged or stalled run, or a
-non-finite loss, counts as ``min(value, initial_loss)`` (``initial_loss`` when the
-value is not finite), as in Wortsman et al. 2023; an *accuracy* metric (name ends in
-``_acc``, maximized) of a diverged run, or a non-finite accuracy, counts as 0. For
-losses this is the runner's capping of the ``objective`` column
-(``robustness.runner.outcome.capped_objective``); for accuracies it is stricter: the
-runner keeps a diverged run's last finite accuracy, the analysis counts it as 0. The
-``objective`` column is already capped by the runner and is used as it is.
+Effective metric values (``capped_metric``): the one capping rule of
+``robustness.runner.outcome.capped_value``, which the runner's ``objective`` and
+the search use too. A diverged run counts exactly as its untrained model (the same
+metric measured at step 0: ``initial_loss``, ``initial_train_acc``,
+``initial_val_loss`` or ``initial_val_acc``), for final and best metrics alike;
+any other run never counts as worse than its untrained model (``min(L, L0)`` for a
+loss, ``max(a, a0)`` for an accuracy; a non-finite value counts as the initial
+one). The ``objective`` column is already capped by the runner and used as it is.
 
 Every stochastic procedure (bootstrap) takes ``seed`` and is reproducible.
 """
@@ -34,13 +37,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from analysis.frames import require_columns, usable_runs
+from analysis.frames import diverged_flag, require_columns, runs_at_risk, usable_runs
 from robustness.errors import UserInputError
 from robustness.results.schema import OUTCOMES
-from robustness.runner.outcome import is_maximized
+from robustness.runner.outcome import capped_value, initial_column, is_maximized
 
 __all__ = [
     "capped_metric",
+    "diverged_flag",
     "divergence_probability",
     "expected_max_curve",
     "is_maximized",
@@ -72,25 +76,22 @@ def _direction(metric: str, direction: Direction | None) -> Direction:
 
 
 def capped_metric(trials: pd.DataFrame, metric: str) -> pd.Series:
-    """Per-run value of ``metric`` with the objective's capping (see module docstring).
+    """Per-run value of ``metric`` under the capping rule (see module docstring).
 
-    Needs ``outcome`` and ``metric`` (and ``initial_loss`` for a loss metric).
-    Returns a float Series aligned with ``trials``.
+    The single entry point of the analysis to ``capped_value``. Needs ``outcome``,
+    ``metric`` and the metric's step-0 column (``initial_column``), except for
+    ``objective``, which is already capped. Returns a float Series aligned with
+    ``trials``.
     """
     require_columns(trials, ["outcome", metric], f"metric {metric!r}")
-    values = trials[metric].to_numpy(dtype=float, na_value=np.nan)
     if metric == "objective":
+        values = trials[metric].to_numpy(dtype=float, na_value=np.nan)
         return pd.Series(values, index=trials.index, name=metric)
-    outcome = trials["outcome"].to_numpy(dtype=object)
-    finite = np.isfinite(values)
-    if is_maximized(metric):
-        bad = ~finite | (outcome == "diverged")
-        capped = np.where(bad, 0.0, values)
-    else:
-        require_columns(trials, ["initial_loss"], f"loss metric {metric!r}")
-        initial = trials["initial_loss"].to_numpy(dtype=float, na_value=np.nan)
-        failed = np.isin(outcome, ("diverged", "stalled")) | ~finite
-        capped = np.where(failed, np.where(finite, np.fmin(values, initial), initial), values)
+    initial = initial_column(metric)
+    require_columns(trials, [initial], f"metric {metric!r}")
+    capped = capped_value(
+        trials[metric], trials[initial], trials["outcome"], maximize=is_maximized(metric)
+    )
     return pd.Series(capped, index=trials.index, name=metric)
 
 
@@ -122,8 +123,9 @@ def divergence_probability(trials: pd.DataFrame, by: Sequence[str] = CELL_LR) ->
     """Fraction of runs (seeds) that diverged in each cell.
 
     Needs ``by`` and ``outcome``. Returns one row per cell: ``by``, ``n_runs``
-    (non-error runs), ``n_diverged``, ``n_error``, ``p_diverged`` = n_diverged /
-    n_runs (NaN when every run of the cell is an error).
+    (runs at risk: neither error nor pruned), ``n_diverged``, ``n_error``,
+    ``n_pruned`` (censored, in neither count), ``p_diverged`` = n_diverged /
+    n_runs (NaN when the cell has no run at risk).
     """
     by = list(by)
     require_columns(trials, [*by, "outcome"], "divergence_probability")
@@ -131,14 +133,20 @@ def divergence_probability(trials: pd.DataFrame, by: Sequence[str] = CELL_LR) ->
     flags = trials[by].assign(
         _div=outcome.eq("diverged").to_numpy(dtype=bool),
         _err=outcome.eq("error").to_numpy(dtype=bool),
+        _pruned=outcome.eq("pruned").to_numpy(dtype=bool),
     )
-    flags["_run"] = ~flags["_err"]
+    flags["_run"] = ~(flags["_err"] | flags["_pruned"])
     out = (
         flags.groupby(by, dropna=False, sort=True)
-        .agg(n_runs=("_run", "sum"), n_diverged=("_div", "sum"), n_error=("_err", "sum"))
+        .agg(
+            n_runs=("_run", "sum"),
+            n_diverged=("_div", "sum"),
+            n_error=("_err", "sum"),
+            n_pruned=("_pruned", "sum"),
+        )
         .reset_index()
     )
-    out = out.astype({"n_runs": "int64", "n_diverged": "int64", "n_error": "int64"})
+    out = out.astype(dict.fromkeys(["n_runs", "n_diverged", "n_error", "n_pruned"], "int64"))
     out["p_diverged"] = out["n_diverged"] / out["n_runs"].where(out["n_runs"] > 0)
     return out
 
@@ -249,8 +257,8 @@ def max_stable_lr(
 ) -> pd.DataFrame:
     """Largest learning rate that trains stably, per group of ``by`` (lr swept inside).
 
-    Rule: within a group, an lr *diverges* when at least half of its (non-error) runs
-    diverged. ``max_stable_lr`` is the largest tested lr below the first diverging
+    Rule: within a group, an lr *diverges* when at least half of its runs at risk
+    (neither error nor pruned) diverged. ``max_stable_lr`` is the largest tested lr below the first diverging
     lr in increasing-lr order. Edge cases: no lr diverges -> the largest tested lr
     with ``censored=True`` ("at least this"); the smallest lr already diverges ->
     NaN (no stable lr in the grid).
@@ -276,7 +284,7 @@ def max_stable_lr(
         raise UserInputError(f"ci must be in (0, 1), got {ci!r}")
     if n_boot < 1:
         raise UserInputError(f"n_boot must be at least 1, got {n_boot!r}")
-    keys, tables = _divergence_tables(usable_runs(trials), by)
+    keys, tables = _divergence_tables(runs_at_risk(trials), by)
     rng = np.random.default_rng(seed)
     alpha = (1.0 - ci) / 2.0
     rows = []
@@ -409,14 +417,14 @@ def lr_sensitivity(
     """LR sensitivity of Wortsman et al. 2023 (arXiv 2309.14322), per group of ``by``.
 
     ``sensitivity = E_lr[min(l(lr), l0)] - min_lr min(l(lr), l0)``: ``l(lr)`` is the
-    seed mean of the final loss at that lr, where a diverged run or a non-finite loss
-    counts as the run's initial loss; ``l0`` is the group's mean initial loss; the
+    seed mean of the capped final loss at that lr (``capped_metric``: a diverged run
+    counts as its initial loss); ``l0`` is the group's mean initial loss; the
     expectation is the plain mean over the tested lrs, i.e. uniform over log(lr) for a
     log-spaced grid. 0 means every lr is as good as the best; larger is more
     sensitive; it is at most ``l0 - best``.
 
     Loss metrics only (the definition clips at the initial loss). Needs ``by``,
-    ``lr``, ``outcome``, ``initial_loss`` and ``metric``. Returns ``by``,
+    ``lr``, ``outcome``, ``metric`` and its step-0 column (``initial_column``). Returns ``by``,
     ``sensitivity``, ``best``, ``best_lr``, ``initial_loss``, ``n_lrs``.
     """
     by = list(by)
@@ -424,12 +432,12 @@ def lr_sensitivity(
         raise UserInputError(
             f"lr_sensitivity needs a loss metric (e.g. final_train_loss), got {metric!r}"
         )
-    require_columns(trials, [*by, "lr", "outcome", "initial_loss", metric], "lr_sensitivity")
+    require_columns(
+        trials, [*by, "lr", "outcome", initial_column(metric), metric], "lr_sensitivity"
+    )
     usable = usable_runs(trials)
-    loss = usable[metric].to_numpy(dtype=float, na_value=np.nan)
-    initial = usable["initial_loss"].to_numpy(dtype=float, na_value=np.nan)
-    failed = usable["outcome"].eq("diverged").to_numpy(dtype=bool) | ~np.isfinite(loss)
-    frame = usable[[*by, "lr"]].assign(loss=np.where(failed, initial, loss), l0=initial)
+    initial = usable[initial_column(metric)].to_numpy(dtype=float, na_value=np.nan)
+    frame = usable[[*by, "lr"]].assign(loss=capped_metric(usable, metric).to_numpy(), l0=initial)
     per_lr = frame.groupby([*by, "lr"], dropna=False, sort=True)[["loss", "l0"]].sum()
     per_lr["n"] = frame.groupby([*by, "lr"], dropna=False, sort=True).size()
     per_lr = per_lr.reset_index()
@@ -471,7 +479,7 @@ def lr_profile(
     usable = usable_runs(trials)
     frame = usable[keys].assign(
         value=capped_metric(usable, metric).to_numpy(),
-        diverged=usable["outcome"].eq("diverged").to_numpy(dtype=float),
+        diverged=diverged_flag(usable),
     )
     grouped = frame.groupby(keys, dropna=False, sort=True)
     stats = grouped["value"].median().rename("median").to_frame()
@@ -741,7 +749,8 @@ def summary_by_optimizer(
     """One row per optimizer (or per ``by``): outcome counts and the best configuration.
 
     Counts: ``n_runs`` (all), ``n_converged``, ``n_diverged``, ``n_stalled``,
-    ``n_error``, ``p_diverged`` (diverged / non-error runs), ``n_configs``. Best:
+    ``n_pruned``, ``n_error``, ``p_diverged`` (diverged / runs at risk: neither error
+    nor pruned), ``n_configs``. Best:
     the configuration (``trial_id``) with the best seed-mean ``objective`` over its
     non-error runs (``direction`` is the study's search direction), as
     ``best_objective``, ``best_trial_id`` and ``best_<axis>`` for ``lr``, ``beta``,
@@ -758,8 +767,8 @@ def summary_by_optimizer(
     out = out.rename(columns={o: f"n_{o}" for o in OUTCOMES})
     counts = out[[f"n_{o}" for o in OUTCOMES]]
     out.insert(len(by), "n_runs", counts.sum(axis=1).astype("int64"))
-    non_error = out["n_runs"] - out["n_error"]
-    out["p_diverged"] = out["n_diverged"] / non_error.where(non_error > 0)
+    at_risk = out["n_runs"] - out["n_error"] - out["n_pruned"]
+    out["p_diverged"] = out["n_diverged"] / at_risk.where(at_risk > 0)
     out["n_configs"] = trials.groupby(by, dropna=False, sort=True)["trial_id"].nunique().to_numpy()
     usable = usable_runs(trials)
     configs = _mean_capped(usable, "objective", [*by, "trial_id"]).dropna(subset=["value"])

@@ -35,6 +35,7 @@ from analysis.metrics import (
     worst_case_over_init,
 )
 from analysis.study import CELL, MAP_CELL, Study
+from robustness.runner.outcome import CAPPING_RULE
 
 __all__ = ["AXIS_MEANING", "SECTIONS", "SectionSpec", "compute_sections", "metric_words"]
 
@@ -60,9 +61,9 @@ def outcomes_section(study: Study, section: Section) -> None:
     section.add(
         "outcomes",
         "Outcomes and best configuration per optimizer",
-        "Run counts by outcome; p_diverged = diverged / non-error runs. The best "
-        "configuration has the best seed-mean search objective (diverged and stalled "
-        "runs count at their initial loss).",
+        "Run counts by outcome; p_diverged = diverged / runs at risk (neither error "
+        "nor pruned: a run the scheduler stopped early is censored, in neither count). "
+        "The best configuration has the best seed-mean search objective. " + CAPPING_RULE,
         summary,
     )
 
@@ -334,7 +335,7 @@ SECTIONS: list[SectionSpec] = [
         "The final metric against learning rate (median and inter-quartile range over "
         "seeds at the best β; ✕ where most runs diverged and count at their capped "
         "value), then the stability limit and the good learning-rate band per optimizer, "
-        "init and β.",
+        "init and β. " + CAPPING_RULE,
         sensitivity_section,
         per_cell=True,
     ),

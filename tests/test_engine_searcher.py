@@ -363,7 +363,13 @@ def test_summarize_aggregates_seeds_as_the_part_would():
     ]
     summary = summarize(rows)
     assert summary["objective"] == (0.2 + 2.4) / 2  # the error seed has no objective
-    assert summary["counts"] == {"converged": 1, "diverged": 1, "stalled": 0, "error": 1}
+    assert summary["counts"] == {
+        "converged": 1,
+        "diverged": 1,
+        "stalled": 0,
+        "pruned": 0,
+        "error": 1,
+    }
     assert summary["node_id"] == "n1" and summary["seconds"] == pytest.approx(0.15)
     assert summarize([{"outcome": "error", "objective": None}])["seconds"] is None
     assert math.isnan(summarize([{"outcome": "error", "objective": None}])["objective"])

@@ -15,6 +15,7 @@ from robustness.results.schema import TRIAL_COLUMNS
 D = "div"  # in a grid table: this seed's run diverged
 S = "stall"  # stalled, with the initial loss as its final loss
 E = "err"  # errored
+P = "pruned"  # stopped by the scheduler after a good start (final loss 0.5 when stopped)
 
 
 def run(
@@ -29,6 +30,7 @@ def run(
     beta: float = 0.9,
     beta2: float = math.nan,
     initial_loss: float = 2.0,
+    initial_acc: float = 0.1,
     **extra: object,
 ) -> dict:
     """One run as a record with every schema column; the trial id names its config."""
@@ -48,6 +50,9 @@ def run(
         "dataset": "digits",
         "outcome": outcome,
         "initial_loss": initial_loss,
+        "initial_train_acc": initial_acc,
+        "initial_val_loss": initial_loss,
+        "initial_val_acc": initial_acc,
         "final_train_loss": loss,
         "best_train_loss": loss,
         "final_val_loss": loss,
@@ -81,6 +86,8 @@ def grid(lrs: list[float], table: list[list[object]], **common: object) -> list[
                 kw = {"outcome": "stalled", "loss": initial}
             elif cell == E:
                 kw = {"outcome": "error", "loss": math.nan, "acc": math.nan}
+            elif cell == P:
+                kw = {"outcome": "pruned", "loss": 0.5}
             else:
                 kw = {"loss": float(cell)}
             rows.append(run(lr=lr, seed=seed, **(common | kw)))
@@ -93,30 +100,38 @@ LRS4 = [1e-3, 1e-2, 1e-1, 1.0]
 # --------------------------------------------------------------------------- capping
 
 
-def test_capped_loss_uses_initial_loss_for_failed_runs_only():
+def test_capped_loss_is_never_worse_than_the_untrained_model():
     trials = frame(
         [
             run(outcome="diverged", loss=math.nan),
-            run(outcome="diverged", loss=50.0, seed=1),
+            run(outcome="diverged", loss=0.3, seed=1),  # a pre-divergence best: still L0
             run(outcome="stalled", loss=2.5, seed=2),
             run(outcome="converged", loss=3.0, seed=3),
             run(outcome="converged", loss=math.inf, seed=4),
             run(outcome="converged", loss=0.25, seed=5),
+            run(outcome="pruned", loss=0.75, seed=6),
+            run(outcome="pruned", loss=math.nan, seed=7),  # never started: censored
         ]
     )
+    trials.loc[1, "initial_val_loss"] = 2.4  # the val metric is capped by its own L0
     capped = metrics.capped_metric(trials, "final_val_loss").tolist()
-    assert capped == [2.0, 2.0, 2.0, 3.0, 2.0, 0.25]
+    assert capped[:7] == [2.0, 2.4, 2.0, 2.0, 2.0, 0.25, 0.75] and math.isnan(capped[7])
+    by_train = metrics.capped_metric(trials, "best_train_loss").tolist()
+    assert by_train[1] == 2.0  # *_train_loss is capped by initial_loss
 
 
-def test_capped_accuracy_is_zero_for_diverged_or_nonfinite():
+def test_capped_accuracy_of_a_diverged_run_is_its_untrained_accuracy():
+    # a NaN network predicts class 0 everywhere: its accuracy is class 0's frequency
+    # (0.11 here), never what the untrained model scored (0.1)
     trials = frame(
         [
-            run(outcome="diverged", acc=0.7),
+            run(outcome="diverged", acc=0.11),
             run(outcome="converged", acc=math.nan, seed=1),
             run(outcome="converged", acc=0.8, seed=2),
+            run(outcome="stalled", acc=0.05, seed=3),
         ]
     )
-    assert metrics.capped_metric(trials, "best_val_acc").tolist() == [0.0, 0.0, 0.8]
+    assert metrics.capped_metric(trials, "best_val_acc").tolist() == [0.1, 0.1, 0.8, 0.1]
 
 
 def test_missing_column_is_a_user_error_naming_it():
@@ -136,6 +151,24 @@ def test_divergence_probability_counts_seeds_and_excludes_errors():
     assert out["n_diverged"].tolist() == [0, 1, 2, 4]
     assert out["n_error"].tolist() == [0, 0, 1, 0]
     np.testing.assert_allclose(out["p_diverged"], [0, 0.25, 2 / 3, 1])
+
+
+def test_pruned_runs_are_censored_in_every_divergence_probability():
+    # lr 1e-2: 1 diverged of 2 at risk (the pruned seeds count in neither); lr 1e-1:
+    # only pruned runs, so no probability at all
+    trials = frame(grid([1e-3, 1e-2, 1e-1], [[1, 1, 1], [D, 1, P], [P, P, P]]))
+    out = metrics.divergence_probability(trials)
+    assert out["n_runs"].tolist() == [3, 2, 0]
+    assert out["n_pruned"].tolist() == [0, 1, 3]
+    assert out["p_diverged"].tolist()[:2] == [0.0, 0.5] and math.isnan(out["p_diverged"][2])
+    profile = metrics.lr_profile(trials)
+    assert profile["diverged"].tolist()[:2] == [0.0, 0.5]
+    assert profile["median"].tolist() == [1.0, 1.0, 0.5]  # pruned: their value when stopped
+    summary = metrics.summary_by_optimizer(trials).iloc[0]
+    assert (summary["n_pruned"], summary["n_diverged"]) == (4, 1)
+    assert summary["p_diverged"] == pytest.approx(1 / 5)
+    # max_stable_lr: 1e-2 has half of its runs at risk diverged, so 1e-3 is the limit
+    assert metrics.max_stable_lr(trials, n_boot=20)["max_stable_lr"].iloc[0] == 1e-3
 
 
 def test_divergence_probability_keeps_nan_beta2_as_a_group():
@@ -410,7 +443,8 @@ def test_worst_case_over_init_names_the_worst_and_best_scheme():
     assert out["spread"] == pytest.approx(1.0) and out["n_inits"] == 3
 
     acc = metrics.worst_case_over_init(frame(rows), metric="final_val_acc").iloc[0]
-    assert acc["worst_init"] == "zeros" and acc["worst"] == pytest.approx(0.25)
+    # zeros: the diverged seed counts at its untrained accuracy 0.1, the other 0.5
+    assert acc["worst_init"] == "zeros" and acc["worst"] == pytest.approx(0.3)
 
 
 def _paired_rows(shift: float, n_seeds: int = 4, **kw) -> list[dict]:
@@ -473,10 +507,10 @@ def test_outcome_counts_lists_every_outcome_with_zeros():
     rows = grid([0.1, 1.0], [[1, S], [D, E]]) + grid([0.1], [[1]], optimizer="insgd")
     out = metrics.outcome_counts(frame(rows))
     sgd = out[out["optimizer"] == "sgd"].set_index("outcome")["n_runs"].to_dict()
-    assert sgd == {"converged": 1, "diverged": 1, "stalled": 1, "error": 1}
+    assert sgd == {"converged": 1, "diverged": 1, "stalled": 1, "pruned": 0, "error": 1}
     insgd = out[out["optimizer"] == "insgd"]
-    assert insgd["n_runs"].tolist() == [1, 0, 0, 0]
-    assert insgd["fraction"].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert insgd["n_runs"].tolist() == [1, 0, 0, 0, 0]
+    assert insgd["fraction"].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def test_summary_by_optimizer_counts_outcomes_and_finds_the_best_config():

@@ -79,21 +79,55 @@ def test_huge_lr_diverges_early_and_records_the_exact_first_bad_step():
     assert before["outcome"] != "diverged"
     until = run_trial(config(lr=3.0, steps=step)).records[0]
     assert (until["outcome"], until["diverged_step"]) == ("diverged", step)
-    # the searcher sees the loss capped at the initial loss, never NaN
-    assert record["objective"] == min(record["final_val_loss"], record["initial_loss"])
-    assert record["objective"] <= record["initial_loss"]
+    # a diverged run counts as its untrained model: the step-0 validation loss
+    assert record["objective"] == record["initial_val_loss"]
+    assert math.isfinite(record["initial_val_loss"])
+
+
+def test_a_diverged_run_counts_as_untrained_not_as_its_pre_divergence_best():
+    # momentum 0.995 at lr 0.3 learns for ~90 steps (val loss 0.40), then diverges
+    cfg = config(lr=0.3, beta=0.995, steps=120, eval_every=5, objective="best_val_loss")
+    record = run_trial(cfg).records[0]
+    assert record["outcome"] == "diverged" and record["diverged_step"] > 50
+    assert record["best_val_loss"] < 0.5 * record["initial_val_loss"]
+    assert record["objective"] == record["initial_val_loss"]
+
+
+def test_a_diverged_accuracy_objective_is_the_untrained_accuracy_not_class_0():
+    """The issue's example: SGD at lr 30 blows up at step 3; the blown-up network
+    predicts one class everywhere, so its raw accuracy is that class's frequency
+    (class 5 here), which must not count."""
+    cfg = config(lr=30.0, beta=0.9, steps=100, objective="final_val_acc")
+    result = run_trial(cfg)
+    record = result.records[0]
+    y_val = load_dataset("digits").y_val
+    frequencies = (torch.bincount(y_val) / len(y_val)).tolist()
+    assert record["outcome"] == "diverged" and record["diverged_step"] == 3
+    assert record["final_val_acc"] == pytest.approx(frequencies[5])
+    assert record["initial_val_acc"] not in frequencies
+    assert record["objective"] == result.objective == record["initial_val_acc"]
+    # step 0 is the curve's first row: the initial metrics are that evaluation
+    first = result.curves[0]
+    assert first["step"] == 0
+    assert (first["val_loss"], first["val_acc"]) == (
+        record["initial_val_loss"],
+        record["initial_val_acc"],
+    )
 
 
 def test_tiny_lr_stalls_and_its_objective_is_capped():
     record = run_trial(config(lr=1e-7, steps=40)).records[0]
     assert record["outcome"] == "stalled"
     assert record["diverged_step"] is None
-    assert record["objective"] == min(record["final_val_loss"], record["initial_loss"])
+    assert record["objective"] == min(record["final_val_loss"], record["initial_val_loss"])
 
 
 def test_accuracy_objective_is_the_accuracy():
     result = run_trial(config(objective="best_val_acc"))
     assert result.objective == result.records[0]["best_val_acc"] > 0.5
+    record = run_trial(config(objective="final_train_acc")).records[0]
+    assert record["objective"] == max(record["final_train_acc"], record["initial_train_acc"])
+    assert 0.0 < record["initial_train_acc"] < 0.5
 
 
 def test_linreg_gd_converges_just_below_2_over_hessian_max_eig_and_diverges_above():
@@ -200,12 +234,14 @@ def test_an_error_in_one_seed_is_recorded_and_the_other_seeds_still_run(monkeypa
     assert failed["error"] == "RuntimeError: boom"
     assert failed["steps_done"] == 4
     assert math.isfinite(failed["initial_loss"])
-    assert failed["objective"] == min(failed["final_val_loss"], failed["initial_loss"])
-    assert not math.isnan(result.objective)
+    assert failed["objective"] == failed["initial_val_loss"]  # failed: as untrained
+    assert result.objective == pytest.approx(
+        (ok0["final_val_loss"] + failed["initial_val_loss"] + ok2["final_val_loss"]) / 3
+    )
     assert [c["step"] for c in result.curves if c["run_id"] == "local-s1"] == [0]
 
 
-def test_an_error_before_the_initial_loss_falls_back_to_the_other_seeds(monkeypatch):
+def test_an_error_before_the_initial_model_leaves_that_seed_out_of_the_mean(monkeypatch):
     real_apply_init = trial_module.apply_init
 
     def apply_init(model, scheme, **kwargs):
@@ -216,9 +252,9 @@ def test_an_error_before_the_initial_loss_falls_back_to_the_other_seeds(monkeypa
     monkeypatch.setattr(trial_module, "apply_init", apply_init)
     result = run_trial(config(seeds=(0, 1)))
     ok, failed = result.records
-    assert failed["outcome"] == "error" and math.isnan(failed["initial_loss"])
-    assert failed["objective"] == ok["initial_loss"]
-    assert result.objective == pytest.approx((ok["objective"] + ok["initial_loss"]) / 2)
+    assert failed["outcome"] == "error" and math.isnan(failed["initial_val_loss"])
+    assert math.isnan(failed["objective"])  # nothing measured: missing, not a number
+    assert result.objective == ok["objective"] == ok["final_val_loss"]
 
 
 def test_augment_runs_on_every_training_batch_from_the_seed_generator(monkeypatch):
@@ -286,8 +322,11 @@ def test_a_nonfinite_initial_loss_is_a_divergence_at_step_0(monkeypatch):
     assert (record["outcome"], record["diverged_step"]) == ("diverged", 0)
     assert record["divergence_cause"] == "nonfinite"
     assert record["steps_done"] == 0
-    # no seed has a finite initial loss to cap at: the worst value, never NaN
-    assert record["objective"] == math.inf
+    # the untrained model itself is NaN: its loss is missing, so is the objective
+    # (Optuna is told FAIL), and its accuracy is class 0's frequency
+    assert math.isnan(record["initial_val_loss"]) and math.isnan(record["objective"])
+    class0 = float((load_dataset("digits").y_val == 0).double().mean())
+    assert record["initial_val_acc"] == pytest.approx(class0)
 
 
 @pytest.mark.gpu

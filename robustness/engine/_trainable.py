@@ -41,6 +41,7 @@ from typing import Any
 from robustness.results import store
 from robustness.results.schema import OUTCOMES
 from robustness.runner.config import TrialConfig
+from robustness.runner.outcome import mean_objective
 
 PACK = "pack"  # the Ray trial config's key: the list of configuration payloads
 SUMMARIES = "configurations"  # the final report's key: JSON of trial id -> summarize()
@@ -126,15 +127,14 @@ def run_configuration(
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """What the searcher tells Optuna about one configuration, from its records.
 
-    ``objective``: the mean of the seeds' capped objectives that are not NaN (NaN
-    when none is; Optuna is then told FAIL); ``counts``: runs per outcome;
+    ``objective``: ``mean_objective`` (the mean of the seeds' capped objectives
+    that are not missing; NaN when none is, and Optuna is then told FAIL); ``counts``: runs per outcome;
     ``node_id``: where it ran; ``seconds``: the runs' summed ``wall_seconds`` (None
     when a run lacks it), which paces adaptive packing.
     """
-    objectives = [float(r["objective"]) for r in records if _present(r.get("objective"))]
     seconds = [r.get("wall_seconds") for r in records]
     return {
-        "objective": sum(objectives) / len(objectives) if objectives else math.nan,
+        "objective": mean_objective(records),
         "counts": {o: sum(1 for r in records if r.get("outcome") == o) for o in OUTCOMES},
         "node_id": next((r["node_id"] for r in records if isinstance(r.get("node_id"), str)), None),
         "seconds": float(sum(seconds)) if seconds and all(map(_present, seconds)) else None,
@@ -153,10 +153,9 @@ def pack_name(config: dict[str, Any]) -> str:
 def error_records(config: TrialConfig, trial_id: str, message: str) -> list[dict[str, Any]]:
     """One ``error`` record per seed for a configuration that could not run at all.
 
-    The objective is the worst capped value available without an initial loss: 0.0
-    for an accuracy objective, NaN for a loss (the searcher then tells Optuna FAIL).
+    Nothing was measured, not even the initialized model, so the capped objective
+    is missing (``capped_value``) and the searcher tells Optuna FAIL.
     """
-    objective = 0.0 if config.objective.endswith("_acc") else math.nan
     return [
         {
             **config.tags,
@@ -174,7 +173,7 @@ def error_records(config: TrialConfig, trial_id: str, message: str) -> list[dict
             "error": message,
             "steps_done": 0,
             "wall_seconds": 0.0,
-            "objective": objective,
+            "objective": math.nan,
         }
         for seed in config.seeds
     ]

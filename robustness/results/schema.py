@@ -11,7 +11,10 @@ File names inside a results directory are fixed here too.
 
 from __future__ import annotations
 
-OUTCOMES = ("converged", "diverged", "stalled", "error")
+#: ``pruned``: stopped early by the study's scheduler (ASHA); its curve and metrics
+#: stop at ``steps_done``, and a seed it never started has ``steps_done == 0`` and
+#: no metrics. The analysis treats it as censored.
+OUTCOMES = ("converged", "diverged", "stalled", "pruned", "error")
 DIVERGENCE_CAUSES = ("nonfinite", "explosion")
 
 # column -> pandas dtype (nullable dtypes where a value may be missing)
@@ -31,7 +34,12 @@ TRIAL_COLUMNS: dict[str, str] = {
     "diverged_step": "Int64",  # first step at which divergence was seen
     "divergence_cause": "string",  # one of DIVERGENCE_CAUSES, or missing
     "error": "string",  # the exception message for outcome == "error"
-    "initial_loss": "float64",  # training loss before the first step
+    # the initialized model (step 0), measured exactly as the final metrics are:
+    # what each metric is capped by (robustness.runner.outcome.capped_value)
+    "initial_loss": "float64",  # training-set loss before the first step
+    "initial_train_acc": "float64",  # training-set accuracy before the first step
+    "initial_val_loss": "float64",  # validation loss before the first step
+    "initial_val_acc": "float64",  # validation accuracy before the first step
     "final_train_loss": "float64",
     "best_train_loss": "float64",
     "final_train_acc": "float64",
@@ -43,7 +51,7 @@ TRIAL_COLUMNS: dict[str, str] = {
     "steps_done": "int64",
     "wall_seconds": "float64",
     "node_id": "string",
-    "objective": "float64",  # this run's search objective, capped (never NaN)
+    "objective": "float64",  # the capped value of the search objective's metric
 }
 
 CURVE_COLUMNS: dict[str, str] = {

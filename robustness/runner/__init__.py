@@ -1,18 +1,28 @@
 """The trial runner: one configuration, trained on each seed, without Ray.
 
-Public surface: ``run_trial`` and ``TrialResult``; ``TrialConfig`` (with its
+Public surface: ``run_trial`` and ``TrialResult``; ``RunLog`` and ``make_record``
+(one seed's measurements and the record built from them: another training loop
+reuses them so that its records match); ``TrialConfig`` (with its
 ``ScheduleConfig`` and ``DivergenceConfig``), the contract the study plan fills;
-``OBJECTIVE_COLUMNS`` (what a search may optimize), ``resolve_device`` and
+``OBJECTIVE_COLUMNS`` (what a search may optimize); ``capped_value``,
+``initial_column`` and ``mean_objective`` (the one capping rule every comparison
+of runs uses, see ``robustness.runner.outcome``); ``resolve_device`` and
 ``lr_multiplier`` (the schedule, for anyone who needs to plot it).
 """
 
 from robustness.runner.config import DivergenceConfig, ScheduleConfig, TrialConfig
-from robustness.runner.outcome import OBJECTIVE_COLUMNS, capped_objective, is_maximized
+from robustness.runner.outcome import (
+    OBJECTIVE_COLUMNS,
+    capped_value,
+    initial_column,
+    is_maximized,
+    mean_objective,
+)
 from robustness.runner.schedule import lr_multiplier
 
 # The training loop imports torch; load it on first use so that importing the
 # config (the spec does, and every CLI verb does) stays cheap.
-_LAZY = {"TrialResult", "resolve_device", "run_trial"}
+_LAZY = {"RunLog", "TrialResult", "make_record", "resolve_device", "run_trial"}
 
 
 def __getattr__(name: str):
@@ -26,12 +36,16 @@ def __getattr__(name: str):
 __all__ = [
     "OBJECTIVE_COLUMNS",
     "DivergenceConfig",
+    "RunLog",
     "ScheduleConfig",
     "TrialConfig",
     "TrialResult",
-    "capped_objective",
+    "capped_value",
+    "initial_column",
     "is_maximized",
     "lr_multiplier",
+    "make_record",
+    "mean_objective",
     "resolve_device",
     "run_trial",
 ]

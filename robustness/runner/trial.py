@@ -7,11 +7,14 @@ Conventions, so that records from different runs compare:
 
 - Steps are optimizer updates, counted from 1. An evaluation "at step s" happens
   after s updates; the curve row at step 0 is the initialized model.
-- ``initial_loss`` is the mean loss over the whole training set of the
-  initialized model, in eval mode and without augmentation (BatchNorm then uses
-  its initial running statistics). The final training loss and accuracy are
-  measured the same way after the last step, so they compare with it directly.
-  Train accuracy is measured only there (``best_train_acc == final_train_acc``).
+- ``initial_loss`` and ``initial_train_acc`` are the mean loss and the accuracy
+  over the whole training set of the initialized model, in eval mode and without
+  augmentation (BatchNorm then uses its initial running statistics);
+  ``initial_val_loss`` and ``initial_val_acc`` the same on the validation split
+  (the curve's step-0 row). The final metrics are measured the same way after the
+  last step, so each compares with its initial value directly: that is what the
+  capping rule (``robustness.runner.outcome.capped_value``) needs. Train accuracy
+  is measured only at the end (``best_train_acc == final_train_acc``).
 - A curve's ``train_loss`` is the mean of the minibatch losses since the previous
   evaluation (train mode, augmented batches: what the optimizer saw).
 - ``best_*`` are over the evaluations (step 0 included); for the training loss
@@ -53,7 +56,14 @@ from robustness.optim import OPTIMIZERS, build_optimizer
 from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import TrialConfig
 from robustness.runner.divergence import Divergence, DivergenceWatch
-from robustness.runner.outcome import capped_objective, check_objective, classify_outcome
+from robustness.runner.outcome import (
+    capped_value,
+    check_objective,
+    classify_outcome,
+    initial_column,
+    is_maximized,
+    mean_objective,
+)
 from robustness.runner.schedule import lr_multiplier
 
 Callback = Callable[[dict[str, Any]], None]
@@ -74,8 +84,9 @@ class TrialResult:
             (``study`` is None and ``node_id`` this host: the engine overwrites both).
         curves: one dict per evaluation of every seed, keys ``CURVE_COLUMNS``.
         dataset_metadata: the dataset's ``metadata``.
-        objective: the mean over seeds of the records' capped ``objective``; never
-            NaN (``inf`` only when no seed has a finite initial loss to cap at).
+        objective: the mean over seeds of the records' capped ``objective``
+            (``capped_value``), skipping seeds without one; NaN only when no seed
+            has one (every seed failed before its initial model was measured).
     """
 
     config: TrialConfig
@@ -117,18 +128,14 @@ def run_trial(
         records: list[dict[str, Any]] = []
         curves: list[dict[str, Any]] = []
         for seed_index, seed in enumerate(config.seeds):
-            run = _RunLog(run_id=f"{trial_id}-s{seed}", seed=seed, seed_index=seed_index)
+            run = RunLog(run_id=f"{trial_id}-s{seed}", seed=seed, seed_index=seed_index)
             try:
                 records.append(_run_seed(config, data, loss_fn, device, trial_id, run, callback))
             except _CallbackFailed as exc:
                 raise exc.__cause__ from None
             curves.extend(run.curves)
 
-    initials = [r["initial_loss"] for r in records if math.isfinite(r["initial_loss"])]
-    fallback = max(initials, default=math.inf)
-    for record in records:
-        record["objective"] = capped_objective(record, config.objective, fallback)
-    objective = float(np.mean([r["objective"] for r in records]))
+    objective = mean_objective(records)
     return TrialResult(config, records, curves, dict(data.metadata), objective)
 
 
@@ -149,8 +156,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 @dataclass
-class _RunLog:
-    """What one seed's run has measured so far (an error keeps what was measured)."""
+class RunLog:
+    """What one seed's run has measured so far (an error keeps what was measured).
+
+    ``make_record`` turns it into the seed's record; a training loop other than
+    ``_train_seed`` fills one the same way so that its records match exactly.
+    """
 
     run_id: str
     seed: int
@@ -158,6 +169,9 @@ class _RunLog:
     steps_per_epoch: int = 1
     steps_done: int = 0
     initial_loss: float = math.nan
+    initial_train_acc: float = math.nan
+    initial_val_loss: float = math.nan
+    initial_val_acc: float = math.nan
     divergence: Divergence | None = None
     final_train_loss: float = math.nan
     final_train_acc: float = math.nan
@@ -184,7 +198,7 @@ def _run_seed(
     loss_fn: LossFn,
     device: torch.device,
     trial_id: str,
-    log: _RunLog,
+    log: RunLog,
     callback: Callback | None,
 ) -> dict[str, Any]:
     """One seed: train, classify, report the last evaluation with the outcome.
@@ -200,7 +214,7 @@ def _run_seed(
         raise
     except Exception as exc:
         log.error = f"{type(exc).__name__}: {exc}"
-    record = _record(config, trial_id, log, time.perf_counter() - start)
+    record = make_record(config, trial_id, log, time.perf_counter() - start)
     notify(record["outcome"])
     return record
 
@@ -210,7 +224,7 @@ def _train_seed(
     data: Dataset,
     loss_fn: LossFn,
     device: torch.device,
-    log: _RunLog,
+    log: RunLog,
     notify: _Notifier,
 ) -> None:
     """Train one seed, filling ``log``: the whole training loop, top to bottom."""
@@ -242,14 +256,17 @@ def _train_seed(
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         classification = data.task == "classification"
 
-        # the starting point
-        log.initial_loss, _ = _evaluate(model, data.x_train, data.y_train, loss_fn, classification)
+        # the starting point: the initialized model on both splits (the capping
+        # rule's reference values, and the curve's step-0 row)
+        initial_train = _evaluate(model, data.x_train, data.y_train, loss_fn, classification)
+        log.initial_loss, log.initial_train_acc = initial_train
+        initial_val = _evaluate(model, data.x_val, data.y_val, loss_fn, classification)
+        log.initial_val_loss, log.initial_val_acc = initial_val
         watch = DivergenceWatch(log.initial_loss, config.divergence.loss_factor, device)
         if not math.isfinite(log.initial_loss):
             log.divergence = Divergence(0, "nonfinite")
         else:
-            val = _evaluate(model, data.x_val, data.y_val, loss_fn, classification)
-            log.add_eval(0, config.lr * lr_factor(0), log.initial_loss, val)
+            log.add_eval(0, config.lr * lr_factor(0), log.initial_loss, initial_val)
             notify()
 
             # the loop
@@ -287,11 +304,13 @@ def _train_seed(
         # the final evaluation (budget done or stopped by divergence); the caller
         # reports it with the outcome
         step = log.steps_done
-        train_loss = watch.pop_mean() if step > 0 else log.initial_loss
-        val = _evaluate(model, data.x_val, data.y_val, loss_fn, classification)
-        log.final_train_loss, log.final_train_acc = _evaluate(
-            model, data.x_train, data.y_train, loss_fn, classification
-        )
+        if step > 0:
+            train_loss = watch.pop_mean()
+            val = _evaluate(model, data.x_val, data.y_val, loss_fn, classification)
+            final_train = _evaluate(model, data.x_train, data.y_train, loss_fn, classification)
+        else:  # the model is the initialized one, already measured
+            train_loss, val, final_train = log.initial_loss, initial_val, initial_train
+        log.final_train_loss, log.final_train_acc = final_train
         log.add_eval(step, config.lr * lr_factor(max(step - 1, 0)), train_loss, val)
     finally:
         close = getattr(optimizer, "close", None)
@@ -335,8 +354,10 @@ def _evaluate(
     return loss, (n_correct / y.shape[0] if classification else math.nan)
 
 
-def _record(config: TrialConfig, trial_id: str, log: _RunLog, wall_seconds: float) -> dict:
-    """The seed's row of ``trials.parquet`` (all columns but ``objective``)."""
+def make_record(config: TrialConfig, trial_id: str, log: RunLog, wall_seconds: float) -> dict:
+    """The seed's row of ``trials.parquet``: every ``TRIAL_COLUMNS`` key plus
+    ``config.tags``. ``objective`` is the capped value (``capped_value``) of the
+    configuration's objective metric."""
     curves = log.curves
     best_train_loss = _nan_best(min, [r["train_loss"] for r in curves] + [log.final_train_loss])
     if log.error is not None:
@@ -367,6 +388,9 @@ def _record(config: TrialConfig, trial_id: str, log: _RunLog, wall_seconds: floa
         divergence_cause=log.divergence.cause if log.divergence else None,
         error=log.error,
         initial_loss=log.initial_loss,
+        initial_train_acc=log.initial_train_acc,
+        initial_val_loss=log.initial_val_loss,
+        initial_val_acc=log.initial_val_acc,
         final_train_loss=log.final_train_loss,
         best_train_loss=best_train_loss,
         final_train_acc=log.final_train_acc,
@@ -379,6 +403,10 @@ def _record(config: TrialConfig, trial_id: str, log: _RunLog, wall_seconds: floa
         wall_seconds=wall_seconds,
         node_id=socket.gethostname(),
         objective=None,
+    )
+    metric = config.objective
+    record["objective"] = capped_value(
+        record[metric], record[initial_column(metric)], outcome, maximize=is_maximized(metric)
     )
     record.update(config.tags)  # extra swept axes; a tag may also relabel e.g. `optimizer`
     return record
@@ -395,7 +423,7 @@ class _CallbackFailed(Exception):
 class _Notifier:
     """Sends ``log``'s latest evaluation to the callback."""
 
-    def __init__(self, callback: Callback | None, log: _RunLog) -> None:
+    def __init__(self, callback: Callback | None, log: RunLog) -> None:
         self._callback = callback
         self._log = log
 
