@@ -19,6 +19,12 @@ class UserInputError(RobustnessError, ValueError):
     """Bad input from the user: exit code 2 on the CLI, never a traceback."""
 
 
+class StudyStoppedError(RobustnessError):
+    """A study stopped by its environment (a results file that cannot be written):
+    exit code 1 on the CLI, with the message alone (it says what was kept and how to
+    continue), never a traceback."""
+
+
 def unknown_choice(kind: str, value: object, allowed: Iterable[str]) -> UserInputError:
     """An error for a name that is not in a registry, listing what is allowed."""
     names = ", ".join(sorted(allowed))

@@ -14,7 +14,7 @@ from ray.tune.search import Searcher
 
 from robustness.engine._samplers import make_sampler
 from robustness.engine._searcher import LabelSearch, OptunaStudySearcher
-from robustness.engine._trainable import SUMMARIES, summarize
+from robustness.engine._trainable import SUMMARIES, WRITE_FAILED, summarize
 from robustness.results import store
 
 GRID = {"lr": [0.01, 0.1, 1.0], "beta": [0.0, 0.9]}
@@ -374,3 +374,85 @@ def test_summarize_aggregates_seeds_as_the_part_would():
     assert summarize([{"outcome": "error", "objective": None}])["seconds"] is None
     assert math.isnan(summarize([{"outcome": "error", "objective": None}])["objective"])
     assert summarize([{"outcome": "stalled", "objective": math.inf}])["objective"] == math.inf
+
+
+def test_a_damaged_part_is_no_longer_done_and_its_parameters_are_asked_again(tmp_path):
+    grid = {"lr": [0.01, 0.1, 1.0]}
+    labels = [
+        _label(
+            "a",
+            make_sampler("grid", seed=0, grid=grid),
+            target=3,
+            distributions={"lr": CategoricalDistribution(grid["lr"])},
+        )
+    ]
+    searcher = _searcher(tmp_path, labels)
+    configs = [_one(searcher, f"ray{i}") for i in range(3)]
+    for i, config in enumerate(configs):
+        _finish(tmp_path, config, objective=0.1 * i)
+        searcher.on_trial_complete(f"ray{i}", {})
+    damaged = configs[1]
+    part = store.part_paths(tmp_path, damaged["trial_id"])[0]
+    part.write_bytes(part.read_bytes()[:100])  # truncated
+    assert store.intact_part(tmp_path, damaged["trial_id"]) is None
+    assert store.intact_part(tmp_path, configs[0]["trial_id"]) is not None
+
+    resumed = _searcher(tmp_path, labels)  # a resume
+    assert resumed.reran == [damaged["trial_id"]]
+    assert not part.exists() and part.with_name(part.name + ".damaged").exists()
+    assert sorted(resumed.done_trial_ids()) == sorted(
+        c["trial_id"] for c in configs if c is not damaged
+    )
+    again = _one(resumed, "ray3")
+    assert again["params"] == damaged["params"] and again["trial_id"] == "a-0003"
+    assert _one(resumed, "ray4") == Searcher.FINISHED
+    _finish(tmp_path, again)
+    resumed.on_trial_complete("ray3", {})
+    assert len(resumed.done_trial_ids()) == 3
+    assert _load(tmp_path, "s/a").user_attrs["lost_parts"] == [damaged["trial_id"]]
+    assert _searcher(tmp_path, labels).reran == []  # a second resume finds nothing new
+
+
+def test_a_part_not_written_stops_asking_and_leaves_the_unwritten_to_a_resume(tmp_path):
+    searcher = OptunaStudySearcher(
+        [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)],
+        study_name="s",
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        direction="minimize",
+        results_dir=str(tmp_path),
+        pack_size=3,
+    )
+    pack = searcher.suggest("ray0")["pack"]
+    _finish(tmp_path, pack[0])
+    failed = "writing the part of a-0001 failed: OSError: [Errno 28] No space left on device"
+    searcher.on_trial_complete("ray0", {SUMMARIES: "{}", WRITE_FAILED: failed})
+    assert searcher.stopped == failed
+    assert searcher.suggest("ray1") == Searcher.FINISHED
+    states = [t.state for t in _load(tmp_path, "s/a").trials]
+    # the two unwritten are abandoned and their parameters queued for a resume
+    assert states == [TrialState.COMPLETE, *[TrialState.FAIL] * 2, *[TrialState.WAITING] * 2]
+    assert searcher.done_trial_ids() == [pack[0]["trial_id"]]  # the others: asked on resume
+    assert not store.has_part(tmp_path, pack[1]["trial_id"])
+
+
+def test_a_crash_after_the_last_try_records_tunes_cause(tmp_path):
+    text = (
+        "Failure # 1 (occurred at 2026-12-02_10-00-00)\nTraceback ...\n"
+        "Failure # 2 (occurred at 2026-12-02_10-00-09)\nray.exceptions.ActorDiedError: "
+        "The actor died unexpectedly before finishing this task.\n"
+    )
+    searcher = OptunaStudySearcher(
+        [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)],
+        study_name="s",
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        direction="minimize",
+        results_dir=str(tmp_path),
+        error_text={"ray0": text}.get,
+    )
+    config = _one(searcher, "ray0")
+    searcher.on_trial_complete("ray0", None, error=True)
+    (message,) = store.read_part_records(tmp_path, config["trial_id"])["error"]
+    assert message == (
+        "the Ray trial failed 2 time(s), the last with: ray.exceptions.ActorDiedError: "
+        "The actor died unexpectedly before finishing this task."
+    )

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from robustness.errors import UserInputError
+from robustness.errors import StudyStoppedError, UserInputError
 
 app = typer.Typer(
     name="robustness",
@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UserInputError as exc:
         stderr.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
+    except StudyStoppedError as exc:
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         stderr.print("[yellow]interrupted[/]")
         sys.exit(130)

@@ -31,12 +31,24 @@ Every Optuna trial it asks is told exactly once, when its Ray trial ends: COMPLE
 with the seed-aggregated, capped objective (never NaN) when its part was persisted
 (the values come from the trainable's final report, ``SUMMARIES``, or, when the
 report lacks them, from the part on disk);
-when the Ray trial crashed, FAIL with ``error`` records for the configuration that
-was running (the first of its pack without a part) and FAIL + ``abandoned`` (asked
-again) for the ones after it, which never started; PRUNED when a scheduler stopped
-it; FAIL + ``abandoned`` when it ended without a result otherwise. User attrs:
-``trial_id`` (the results' trial id), outcome counts ``n_converged`` ... ``n_error``,
-``node_id``.
+when the Ray trial crashed after its last try (Tune reruns a trial whose worker
+died ``resources.max_retries`` times before it tells the searcher), FAIL with
+``error`` records for the configuration that was running (the first of its pack
+without a part; ``error`` holds the tries and the last cause from Tune's error
+file) and FAIL + ``abandoned`` (asked again) for the ones after it, which
+never started; PRUNED when a scheduler stopped it; FAIL + ``abandoned`` when it
+ended without a result otherwise. User attrs: ``trial_id`` (the results' trial id),
+outcome counts ``n_converged`` ... ``n_error``, ``node_id``.
+
+Faults of the results directory:
+- a part that cannot be written (the trainable's ``WRITE_FAILED`` report, or the
+  driver's own ``error`` part): ``stopped`` says why, no more trials are suggested,
+  the configurations without a part are abandoned (asked again on resume), and the
+  engine stops the study once the running trials end.
+- a done configuration whose part is missing or damaged, found when a study is
+  resumed: its files are set aside (``*.damaged``), its trial id is listed in the
+  study's user attr ``lost_parts`` (no longer done) and its parameters are asked
+  again; ``reran`` lists them.
 """
 
 from __future__ import annotations
@@ -52,10 +64,11 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from robustness.engine._trainable import PACK, SUMMARIES, summarize
+from robustness.engine._trainable import PACK, SUMMARIES, WRITE_FAILED, summarize
 from robustness.results import store
 
 METRIC = "objective"
+LOST_PARTS = "lost_parts"  # study user attr: trial ids whose part was found damaged
 
 
 @dataclass(frozen=True)
@@ -105,7 +118,8 @@ class OptunaStudySearcher(Searcher):
     ``pack_size``: configurations per Ray trial, or None for adaptive packing sized
     to ``target_seconds`` of compute, balanced over ``concurrency`` trials at once,
     at least ``min_seconds`` (see the module docstring). A scheduler (``pruning``)
-    needs ``pack_size=1``.
+    needs ``pack_size=1``. ``error_text(ray_trial_id)``: the text of Tune's error
+    file of a failed Ray trial (the cause recorded in its ``error`` rows).
     """
 
     def __init__(
@@ -122,6 +136,7 @@ class OptunaStudySearcher(Searcher):
         concurrency: int = 1,
         target_seconds: float = 2.5,
         min_seconds: float = 0.5,
+        error_text: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__(metric=METRIC, mode="min" if direction == "minimize" else "max")
         if pack_size is not None and pack_size < 1:
@@ -138,7 +153,10 @@ class OptunaStudySearcher(Searcher):
         self._concurrency = max(1, int(concurrency))
         self._target_seconds = float(target_seconds)
         self._min_seconds = float(min_seconds)
+        self._error_text = error_text
         self.pace = _Pace()
+        self.stopped: str | None = None  # why the study must stop (a part not written)
+        self.reran: list[str] = []  # trial ids of damaged parts, run again
         self._studies: dict[str, optuna.Study] = {}
         self._remaining: dict[str, int] = {}
         self._live: dict[str, list[_Asked]] = {}
@@ -160,17 +178,39 @@ class OptunaStudySearcher(Searcher):
         """Close trials a dead driver left RUNNING; return how many are done."""
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             trial_id = frozen.user_attrs.get("trial_id")
-            if trial_id and store.has_part(self._results_dir, trial_id):
-                self._tell(study, frozen.number, self._part_summary(trial_id))
+            part = store.intact_part(self._results_dir, trial_id) if trial_id else None
+            if part is not None:
+                self._tell(study, frozen.number, summarize(part.to_dict("records")))
                 continue
             _abandon(study, entry, frozen.number, frozen.params)
-        return sum(1 for t in study.get_trials(deepcopy=False) if _counts_as_done(t))
+        self._rerun_damaged(entry, study)
+        lost = _lost(study)
+        return sum(1 for t in study.get_trials(deepcopy=False) if _counts_as_done(t, lost))
+
+    def _rerun_damaged(self, entry: LabelSearch, study: optuna.Study) -> None:
+        """A done configuration whose part is missing or unreadable is no longer done:
+        its trial id joins the study's ``lost_parts``, its files are set aside and its
+        parameters are asked again (Optuna cannot reopen a finished trial)."""
+        lost = _lost(study)
+        damaged = []
+        for frozen in study.get_trials(deepcopy=False):
+            trial_id = frozen.user_attrs.get("trial_id")
+            if frozen.state == TrialState.PRUNED or not _counts_as_done(frozen, lost):
+                continue  # a pruned configuration has no part
+            if trial_id and store.intact_part(self._results_dir, trial_id) is None:
+                damaged.append(trial_id)
+                store.set_aside(self._results_dir, trial_id)
+                if set(frozen.params) == set(entry.distributions):
+                    study.enqueue_trial(dict(frozen.params), skip_if_exists=False)
+        if damaged:
+            study.set_user_attr(LOST_PARTS, sorted(lost | set(damaged)))
+            self.reran.extend(damaged)
 
     # -- Ray Tune Searcher API ----------------------------------------------------
 
     def suggest(self, trial_id: str) -> dict | str | None:
         size = self.next_pack_size()
-        if size == 0:
+        if size == 0 or self.stopped:
             return Searcher.FINISHED
         pack = [self._ask() for _ in range(size)]
         self._live[trial_id] = pack
@@ -209,6 +249,9 @@ class OptunaStudySearcher(Searcher):
         """Tell every configuration of the Ray trial's pack (see the module docstring)."""
         blame = error  # the first configuration without a part was running when it crashed
         summaries = json.loads((result or {}).get(SUMMARIES) or "{}")
+        write_failed = (result or {}).get(WRITE_FAILED) or None
+        if write_failed:
+            self.stopped = self.stopped or write_failed
         for asked in self._live.pop(trial_id, []):
             study = self._studies[asked.entry.label]
             number = asked.trial.number
@@ -216,14 +259,12 @@ class OptunaStudySearcher(Searcher):
                 summary = summaries.get(asked.our_id) or self._part_summary(asked.our_id)
                 counts = self._tell(study, number, summary)
                 self._pace_from(summary)
-            elif blame:
-                blame = False
-                message = "the Ray trial failed (worker crash or unhandled exception)"
-                rows = asked.entry.error_records(asked.our_id, dict(asked.trial.params), message)
-                store.write_part(self._results_dir, asked.our_id, rows, [])
-                counts = summarize(rows)["counts"]
-                _set_attrs(study, number, counts)
-                study.tell(asked.trial, state=TrialState.FAIL)
+            elif blame and (crashed := self._record_crash(asked, trial_id)) is not None:
+                blame, counts = False, crashed
+            elif write_failed or (blame and self.stopped):  # asked again on resume
+                _abandon(study, asked.entry, number, asked.trial.params)
+                self._remaining[asked.entry.label] += 1
+                continue
             elif self._pruning and not error:  # stopped by the scheduler before its seeds ended
                 last = (result or {}).get(METRIC)
                 counts = {}
@@ -237,6 +278,38 @@ class OptunaStudySearcher(Searcher):
                 continue
             if self._on_done is not None:
                 self._on_done(asked.our_id, counts)
+
+    def _record_crash(self, asked: _Asked, ray_trial_id: str) -> dict[str, int] | None:
+        """Persist ``error`` rows (with the cause) for the configuration a crashed Ray
+        trial was running and tell Optuna FAIL; return its counts, or None (and the
+        study stops) when the part cannot be written."""
+        message = self._failure_cause(ray_trial_id)
+        rows = asked.entry.error_records(asked.our_id, dict(asked.trial.params), message)
+        try:
+            store.write_part(self._results_dir, asked.our_id, rows, [])
+        except OSError as exc:
+            self.stopped = self.stopped or (
+                f"writing the part of {asked.our_id} failed: {type(exc).__name__}: {exc}"
+            )
+            return None
+        study = self._studies[asked.entry.label]
+        counts = summarize(rows)["counts"]
+        _set_attrs(study, asked.trial.number, counts)
+        study.tell(asked.trial, state=TrialState.FAIL)
+        return counts
+
+    def _failure_cause(self, trial_id: str) -> str:
+        """Why the Ray trial ``trial_id`` failed, from the error text Tune keeps for it
+        (``error_text``): its tries and its last error line."""
+        text = self._error_text(trial_id) if self._error_text is not None else None
+        if not text:
+            return "the Ray trial failed (worker crash or unhandled exception)"
+        tries = text.count("Failure # ")
+        last = text.rsplit("Failure # ", 1)[-1]
+        lines = [line.strip() for line in last.splitlines()[1:] if line.strip()]
+        cause = lines[-1] if lines else "no message"
+        cause = cause if len(cause) <= 300 else cause[:297] + "..."
+        return f"the Ray trial failed {tries} time(s), the last with: {cause}"
 
     def _pace_from(self, summary: dict[str, Any]) -> None:
         if summary.get("seconds") is not None:
@@ -283,10 +356,15 @@ def done_trial_ids(studies) -> list[str]:
     """Trial ids of the done configurations across ``studies`` (see module docstring)."""
     ids = []
     for study in studies:
+        lost = _lost(study)
         for t in study.get_trials(deepcopy=False):
-            if _counts_as_done(t) and "trial_id" in t.user_attrs:
+            if _counts_as_done(t, lost) and "trial_id" in t.user_attrs:
                 ids.append(t.user_attrs["trial_id"])
     return ids
+
+
+def _lost(study: optuna.Study) -> set[str]:
+    return set(study.user_attrs.get(LOST_PARTS, ()))
 
 
 def _abandon(study: optuna.Study, entry: LabelSearch, number: int, params: dict) -> None:
@@ -298,7 +376,10 @@ def _abandon(study: optuna.Study, entry: LabelSearch, number: int, params: dict)
         study.enqueue_trial(dict(params), skip_if_exists=False)
 
 
-def _counts_as_done(trial: optuna.trial.FrozenTrial) -> bool:
+def _counts_as_done(trial: optuna.trial.FrozenTrial, lost: set[str] = frozenset()) -> bool:
+    """COMPLETE, PRUNED or really FAIL, and its part not found damaged (``lost``)."""
+    if trial.user_attrs.get("trial_id") in lost:
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and not trial.user_attrs.get("abandoned", False)

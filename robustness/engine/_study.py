@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
+from ray.tune import Callback
 
 from robustness.engine import _cluster, _lock, _optuna_storage
 from robustness.engine._progress import StudyProgress
 from robustness.engine._samplers import make_sampler
 from robustness.engine._searcher import LabelSearch, OptunaStudySearcher
 from robustness.engine._trainable import error_records, trial_payload
-from robustness.errors import UserInputError
+from robustness.errors import StudyStoppedError, UserInputError
 from robustness.results import store
 from robustness.results.schema import LOCK_FILE, OPTUNA_FILE, PROVENANCE_KEY, SPEC_FILE
 from robustness.spec import AUTO_PACK_SECONDS
@@ -113,6 +114,8 @@ def run_study(
                 _run_tuner(
                     spec, plan, out, cpu=cpu, gpu=gpu, concurrent=concurrent, progress=progress
                 )
+            except OSError as exc:  # the driver's own writes: journal, tables
+                raise _stopped(out, f"{type(exc).__name__}: {exc}") from exc
             finally:
                 _release(owns_ray, optuna_verbosity)
                 owns_ray = False
@@ -166,6 +169,7 @@ def _run_tuner(
     slots = concurrent or _cluster.trial_slots(cpu, gpu)
     try:
         with StudyProgress(total, len(spec.seeds), enabled=progress) as bar:
+            errors = _TrialErrors()
             searcher = OptunaStudySearcher(
                 labels,
                 study_name=name,
@@ -177,6 +181,7 @@ def _run_tuner(
                 pack_size=spec.pack_size(),
                 concurrency=slots,
                 target_seconds=AUTO_PACK_SECONDS,
+                error_text=errors.error_text,
             )
             bar.set_done(len(searcher.done_trial_ids()))
             resources = {"cpu": cpu, "gpu": gpu} if gpu > 0 else {"cpu": cpu}
@@ -196,15 +201,38 @@ def _run_tuner(
                     storage_path=str(out / RAY_DIR),
                     verbose=0,
                     log_to_file=False,
-                    failure_config=tune.FailureConfig(max_failures=0),
+                    callbacks=[errors],
+                    # a trial whose worker died is run again from its first configuration
+                    # without a part (the trainable skips the persisted ones)
+                    failure_config=tune.FailureConfig(max_failures=spec.resources.max_retries),
                 ),
             )
             with _quiet_result_grid():
                 tuner.fit()
+            if searcher.stopped:
+                raise _stopped(out, searcher.stopped)
+            if searcher.reran:
+                _log.warning(
+                    "%d configuration(s) had a damaged part and were run again: %s",
+                    len(searcher.reran),
+                    ", ".join(searcher.reran),
+                )
             store.write_tables(out, searcher.done_trial_ids())
     finally:  # also after an interrupt: optuna.db shows what was done
-        _optuna_storage.export_sqlite(storage, out / OPTUNA_FILE)
+        try:
+            _optuna_storage.export_sqlite(storage, out / OPTUNA_FILE)
+        except OSError as exc:  # the journal still holds every operation
+            _log.warning("optuna.db not written (%s); optuna.journal holds the study", exc)
         _optuna_storage.close_journal(storage)
+
+
+def _stopped(out: Path, cause: str) -> StudyStoppedError:
+    """The error that stops a study whose results cannot be written."""
+    return StudyStoppedError(
+        f"the study in {str(out)!r} stopped: {cause}. Every run persisted before is kept "
+        "(parts/ and optuna.journal); fix the cause (disk space, permissions), then "
+        f"continue with `robustness run --out {out} --resume`"
+    )
 
 
 def _label_search(
@@ -317,13 +345,17 @@ def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> dt.d
         return store.utc_now()
 
 
+_RESUMABLE = ("configs_per_trial", "max_retries")
+"""``resources`` keys a resume may change: packing groups runs into Ray trials and
+retries rerun a dead worker's configuration, neither changes any result."""
+
+
 def _without_packing(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec without ``resources.configs_per_trial``: packing changes how runs are
-    grouped into Ray trials, never their results, so a resume may change it."""
+    """The spec without the ``resources`` keys of ``_RESUMABLE``."""
     resources = spec.get("resources")
-    if not isinstance(resources, dict) or "configs_per_trial" not in resources:
+    if not isinstance(resources, dict) or not set(_RESUMABLE) & set(resources):
         return spec
-    rest = {k: v for k, v in resources.items() if k != "configs_per_trial"}
+    rest = {k: v for k, v in resources.items() if k not in _RESUMABLE}
     return {**spec, "resources": rest}
 
 
@@ -336,6 +368,24 @@ def _session_name(out: Path) -> str:
     sessions = out / RAY_DIR
     n = len(list(sessions.iterdir())) if sessions.exists() else 0
     return f"session-{n:03d}"
+
+
+class _TrialErrors(Callback):
+    """Keeps each Ray trial, so the searcher can read why one failed: Tune writes the
+    error into the trial's error file before it tells the searcher."""
+
+    def __init__(self) -> None:
+        self._trials: dict[str, Any] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._trials[trial.trial_id] = trial
+
+    def error_text(self, trial_id: str) -> str | None:
+        path = getattr(self._trials.get(trial_id), "error_file", None)
+        try:
+            return Path(path).read_text(encoding="utf-8", errors="replace") if path else None
+        except OSError:
+            return None
 
 
 class _quiet_result_grid:

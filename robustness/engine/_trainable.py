@@ -16,6 +16,14 @@ The trainable never raises for a failing run: an exception outside ``run_trial``
 own per-seed handling becomes one ``error`` record per seed of that configuration
 only, and the rest of the pack (and the study) goes on.
 
+Faults outside the run:
+- the worker process dies (SIGKILL, out of memory, node lost): Tune runs the Ray
+  trial again (``resources.max_retries`` times); the rerun skips the configurations
+  whose part was persisted and reads their summary back from it.
+- a part cannot be written (disk full, permission): the pack stops there and the
+  final report says why (``WRITE_FAILED``); the driver then stops the study. Nothing
+  persisted before is touched.
+
 What a scheduler (ASHA) sees, only when the study has one (then a pack is one
 configuration, see ``StudySpec.pack_size``): one report per
 evaluation of every seed, in order (seed 0's evaluations, then seed 1's ...), so
@@ -46,6 +54,7 @@ from robustness.runner.outcome import mean_objective
 PACK = "pack"  # the Ray trial config's key: the list of configuration payloads
 SUMMARIES = "configurations"  # the final report's key: JSON of trial id -> summarize()
 PROGRESS = "progress"
+WRITE_FAILED = "write_failed"  # the final report's key: why a part could not be written
 _WORST_LOSS = 1e30
 
 
@@ -77,17 +86,28 @@ def train_pack(config: dict[str, Any]) -> None:
     node_id = ray.get_runtime_context().get_node_id()
     pack = config[PACK]
     summaries = {}
+    write_failed = ""
     for payload in pack:
+        trial_id, results_dir = payload["trial_id"], payload["results_dir"]
+        persisted = store.intact_part(results_dir, trial_id)
+        if persisted is not None:  # a retry: persisted before the worker died
+            summaries[trial_id] = summarize(persisted.to_dict("records"))
+            continue
         report = tune.report if payload["report_evals"] and len(pack) == 1 else None
-        summaries[payload["trial_id"]] = run_configuration(payload, node_id=node_id, report=report)
+        try:
+            summaries[trial_id] = run_configuration(payload, node_id=node_id, report=report)
+        except OSError as exc:  # the part could not be written: the study must stop
+            write_failed = f"writing the part of {trial_id} failed: {type(exc).__name__}: {exc}"
+            break
     finite = [s["objective"] for s in summaries.values() if _finite(s["objective"])]
     tune.report(
         {
             "objective": sum(finite) / len(finite) if finite else math.nan,
             PROGRESS: float(sum(len(p["trial"]["seeds"]) for p in pack)),
             SUMMARIES: json.dumps(summaries),
+            WRITE_FAILED: write_failed,
             "node_id": node_id,
-            "persisted": True,
+            "persisted": not write_failed,
         }
     )
 

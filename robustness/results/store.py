@@ -168,6 +168,37 @@ def has_part(results_dir: str | Path, trial_id: str) -> bool:
     return _stored(part_paths(results_dir, trial_id)[0]) is not None
 
 
+def intact_part(results_dir: str | Path, trial_id: str) -> pd.DataFrame | None:
+    """One configuration's records when its part is there and whole, else None.
+
+    Whole: both files read as Arrow (or legacy parquet) tables and the records file
+    has rows. A part is written atomically, so a damaged one was damaged afterwards
+    (a truncated copy, a bad disk); a resumed study runs its configuration again.
+    """
+    trials_path, curves_path = (_stored(p) for p in part_paths(results_dir, trial_id))
+    if trials_path is None:
+        return None
+    try:
+        if curves_path is not None:
+            _read_part_file(curves_path)
+        records = _read_part_file(trials_path)
+    except (OSError, pa.ArrowException):
+        return None
+    return records.to_pandas() if records.num_rows else None
+
+
+def set_aside(results_dir: str | Path, trial_id: str) -> list[Path]:
+    """Rename a damaged part's files to ``*.damaged`` (kept for inspection, never read)."""
+    moved = []
+    for path in part_paths(results_dir, trial_id):
+        stored = _stored(path)
+        if stored is not None:
+            target = stored.with_name(stored.name + ".damaged")
+            os.replace(stored, target)
+            moved.append(target)
+    return moved
+
+
 def read_part_records(results_dir: str | Path, trial_id: str) -> pd.DataFrame:
     """One persisted configuration's records."""
     path = _stored(part_paths(results_dir, trial_id)[0])

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PlainValidator,
     PositiveFloat,
     PositiveInt,
@@ -293,6 +294,12 @@ class ResourcesSpec(Section):
         "seed), so Ray's per-trial cost is paid once per pack: a positive integer, or "
         "'auto' (adaptive, for the grid, random and qmc samplers without a scheduler; "
         "1 otherwise)",
+    )
+
+    max_retries: NonNegativeInt = Field(
+        2,
+        description="times a Ray trial whose worker died (killed, out of memory, node "
+        "lost) is run again before its configuration is recorded as an error",
     )
 
     @field_validator("gpu")
