@@ -2,9 +2,14 @@
 
 Every model maps a batch of shape ``(N, *input_shape)`` to ``(N, num_outputs)``
 (logits for classification, predictions for regression). ``linear`` and ``mlp``
-flatten any input; ``cnn``, ``resnet20`` and ``wrn16_4`` need image input
+flatten any input; the convolutional nets and ``vit_tiny`` need image input
 ``(C, H, W)`` and refuse anything else with a ``UserInputError`` (a 1-D dataset
 such as mnist1d's ``(40,)`` is never reshaped into an image).
+
+The models from the papers follow torchvision's definitions layer for layer and
+have its published parameter counts (each module says how it adapts to 32x32):
+``resnet18``, ``wrn18`` and ``resnet50`` (``_tv_resnet``), ``mobilenet_v3_small``
+and ``mobilenet_v3_large`` (``_mobilenet``), ``vit_tiny`` (``_vit``).
 
 Models are built with PyTorch's default initialization; the run's init scheme
 (``robustness.init_schemes.apply_init``) is applied afterwards.
@@ -21,7 +26,10 @@ from robustness._options import call_with_options
 from robustness.errors import UserInputError, unknown_choice
 from robustness.models._conv import cnn
 from robustness.models._dense import linear, mlp
+from robustness.models._mobilenet import mobilenet_v3_large, mobilenet_v3_small
 from robustness.models._resnet import resnet20, wrn16_4
+from robustness.models._tv_resnet import resnet18, resnet50, wrn18
+from robustness.models._vit import vit_tiny
 
 __all__ = ["MODELS", "build_model"]
 
@@ -31,6 +39,12 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn": cnn,
     "resnet20": resnet20,
     "wrn16_4": wrn16_4,
+    "resnet18": resnet18,
+    "wrn18": wrn18,
+    "resnet50": resnet50,
+    "mobilenet_v3_small": mobilenet_v3_small,
+    "mobilenet_v3_large": mobilenet_v3_large,
+    "vit_tiny": vit_tiny,
 }
 
 
