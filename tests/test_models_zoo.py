@@ -15,6 +15,16 @@ IMAGENET = (3, 224, 224)
 ZOO = ["resnet18", "wrn18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "vit_tiny"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a busy 2-core machine, two threads contending with
+    other processes made these small forward/backward passes over 10x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -11,6 +11,10 @@ have its published parameter counts (each module says how it adapts to 32x32):
 ``resnet18``, ``wrn18`` and ``resnet50`` (``_tv_resnet``), ``mobilenet_v3_small``
 and ``mobilenet_v3_large`` (``_mobilenet``), ``vit_tiny`` (``_vit``).
 
+``transformer`` is the exception to the shape rule: it takes (N, T) token ids
+from a language dataset (``grammar``, ``text``) and returns (N, T, num_outputs)
+next-token logits, one prediction per position.
+
 Models are built with PyTorch's default initialization; the run's init scheme
 (``robustness.init_schemes.apply_init``) is applied afterwards.
 """
@@ -28,6 +32,7 @@ from robustness.models._conv import cnn
 from robustness.models._dense import linear, mlp
 from robustness.models._mobilenet import mobilenet_v3_large, mobilenet_v3_small
 from robustness.models._resnet import resnet20, wrn16_4
+from robustness.models._transformer import transformer
 from robustness.models._tv_resnet import resnet18, resnet50, wrn18
 from robustness.models._vit import vit_tiny
 
@@ -45,6 +50,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v3_small": mobilenet_v3_small,
     "mobilenet_v3_large": mobilenet_v3_large,
     "vit_tiny": vit_tiny,
+    "transformer": transformer,
 }
 
 

@@ -320,7 +320,11 @@ def _batch_indices(
 def _evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, classification: bool
 ) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN for regression) over a whole split, in eval mode."""
+    """Mean loss and accuracy (NaN for regression) over a whole split, in eval mode.
+
+    With per-position targets (a language model: (N, T) targets, (N, T, C) outputs)
+    both are per position: loss in nats per token, accuracy per token.
+    """
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
@@ -329,10 +333,10 @@ def _evaluate(
         target = y[start : start + _EVAL_CHUNK]
         loss_sum += loss_fn(out, target, reduction="sum").double()
         if classification:
-            correct += (out.argmax(dim=1) == target).sum()
+            correct += (out.argmax(dim=-1) == target).sum()
     total, n_correct = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync
     loss = total / y.numel()  # mean reduction, as in training
-    return loss, (n_correct / y.shape[0] if classification else math.nan)
+    return loss, (n_correct / y.numel() if classification else math.nan)
 
 
 def _record(config: TrialConfig, trial_id: str, log: _RunLog, wall_seconds: float) -> dict:
@@ -448,7 +452,19 @@ def resolve_loss(name: str, task: str) -> str:
 
 
 def _loss_function(name: str, task: str) -> LossFn:
-    return F.cross_entropy if resolve_loss(name, task) == "cross_entropy" else F.mse_loss
+    return cross_entropy if resolve_loss(name, task) == "cross_entropy" else F.mse_loss
+
+
+def cross_entropy(
+    outputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy over the last axis of ``outputs``: (N, C) logits with (N,) classes,
+    or one class per position, (N, T, C) with (N, T) (the mean is then per token).
+
+    ``F.cross_entropy`` wants the classes on axis 1; flattening the positions into
+    the batch instead lets a model keep the (N, T, C) layout sequence models use.
+    """
+    return F.cross_entropy(outputs.flatten(0, -2), targets.flatten(), reduction=reduction)
 
 
 def _generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
