@@ -219,10 +219,25 @@ def test_transformer_refusals(shape, args, expected):
         build_model("transformer", shape, 30, **args)
 
 
-def test_transformer_refuses_floating_point_inputs():
-    model = build_model("transformer", (40,), 10)
-    with pytest.raises(UserInputError, match=r"token ids.*grammar, text"):
-        model(torch.randn(2, 40))
+@pytest.mark.parametrize(
+    ("model", "dataset", "expected"),
+    [
+        ("transformer", "mnist1d", "takes token ids.*use a language dataset \\(grammar, text\\)"),
+        ("mlp", "grammar", "takes float features.*use a token model \\(transformer\\)"),
+    ],
+)
+def test_token_and_feature_models_refuse_the_other_kind_of_data(model, dataset, expected):
+    config = TrialConfig(
+        optimizer="sgd",
+        lr=0.1,
+        model=model,
+        dataset=dataset,
+        dataset_args={"n_sequences": 20, "context": 8} if dataset == "grammar" else {},
+        steps=1,
+        device="cpu",
+    )
+    with pytest.raises(UserInputError, match=expected):
+        run_trial(config)
 
 
 def test_transformer_learns_the_grammar_through_the_runner():

@@ -36,7 +36,7 @@ from robustness.models._transformer import transformer
 from robustness.models._tv_resnet import resnet18, resnet50, wrn18
 from robustness.models._vit import vit_tiny
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "TOKEN_MODELS", "build_model", "check_input_kind"]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "linear": linear,
@@ -52,6 +52,30 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vit_tiny": vit_tiny,
     "transformer": transformer,
 }
+
+
+#: the models that take token ids (int64) rather than float features
+TOKEN_MODELS = frozenset({"transformer"})
+
+
+def check_input_kind(name: str, tokens: bool) -> None:
+    """Refuse token ids for a model that takes features, and features for one that
+    takes token ids (the input shape alone cannot tell: mnist1d's (40,) and a
+    language dataset's (context,) look alike).
+
+    Raises:
+        UserInputError: naming the model and the datasets or models that fit.
+    """
+    if tokens and name not in TOKEN_MODELS:
+        raise UserInputError(
+            f"model {name!r} takes float features, but the dataset gives token ids; "
+            f"use a token model ({', '.join(sorted(TOKEN_MODELS))})"
+        )
+    if not tokens and name in TOKEN_MODELS:
+        raise UserInputError(
+            f"model {name!r} takes token ids, but the dataset gives float features; "
+            "use a language dataset (grammar, text)"
+        )
 
 
 def build_model(

@@ -48,7 +48,7 @@ from torch import nn
 from robustness.data import DATASETS, Dataset, load_dataset
 from robustness.errors import UserInputError, unknown_choice
 from robustness.init_schemes import INIT_SCHEMES, apply_init
-from robustness.models import MODELS, build_model
+from robustness.models import MODELS, build_model, check_input_kind
 from robustness.optim import OPTIMIZERS, build_optimizer
 from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import TrialConfig
@@ -216,6 +216,7 @@ def _train_seed(
     """Train one seed, filling ``log``: the whole training loop, top to bottom."""
     # model, init scheme, optimizer: all seeded from this run's seed
     torch.manual_seed(log.seed)
+    check_input_kind(config.model, tokens=not data.x_train.is_floating_point())
     model = build_model(config.model, data.input_shape, data.num_outputs, **config.model_args)
     apply_init(model, config.init, generator=_generator(log.seed, _INIT_STREAM), **config.init_args)
     model.to(device)
