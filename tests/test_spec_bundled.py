@@ -12,6 +12,7 @@ EXPECTED = {
     "insgd_modes": ({"insgd_paper": 44, "insgd_reference": 44, "sgd": 44}, 3),
     "cifar10_resnet20": ({"sgd": 21, "insgd": 21, "novograd": 21}, 3),
     "tpe_best": ({"sgd": 40, "insgd": 40, "novograd": 40}, 2),
+    "lm_novograd": ({"novograd": 10, "adamw": 10, "sgd": 10}, 1),
 }
 
 
@@ -59,3 +60,20 @@ def test_cifar10_resnet20_is_the_papers_recipe_on_fractional_gpus():
     assert config.schedule.milestones == (0.5, 0.75) and config.schedule.gamma == 0.1
     assert 0.1 in plan.grid("sgd")["lr"]
     assert plan.spec.resources.gpu == 0.25
+
+
+def test_lm_novograd_is_the_transformer_on_grammar_over_lr_and_beta():
+    plan = make_plan(load_spec("lm_novograd"))
+    config = plan.trial_config("adamw", {"lr": 0.01, "beta": 0.9})
+    assert (config.model, config.dataset, config.objective) == (
+        "transformer",
+        "grammar",
+        "final_val_loss",
+    )
+    for label in ("novograd", "adamw", "sgd"):
+        grid = plan.grid(label)
+        assert set(grid) == {"lr", "beta"}
+        # decade steps that hold each optimizer's good learning rates (AdamW, NovoGrad
+        # near 1e-2, SGD near 1e-1) and reach past them on both sides
+        assert grid["lr"] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+        assert grid["beta"] == [0.0, 0.9]

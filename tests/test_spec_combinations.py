@@ -121,6 +121,6 @@ def test_combinations_that_work_are_accepted(changes):
     make_plan(parse_spec(spec_with(**changes)))
 
 
-@pytest.mark.parametrize("name", ["digits", "blobs", "linreg"])
+@pytest.mark.parametrize("name", ["digits", "blobs", "linreg", "grammar"])
 def test_dataset_tasks_known_without_loading_match_the_datasets(name):
     assert TASKS[name] == load_dataset(name).task

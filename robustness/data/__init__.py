@@ -8,12 +8,16 @@
 | ``linreg`` | regression | (dim,) | linear teacher; ``n_samples``, ``dim``, ``condition_number``, ``noise``, ``data_seed`` |
 | ``mnist``, ``fashion_mnist`` | 10 classes | (1, 28, 28) | local IDX files |
 | ``cifar10``, ``cifar100`` | 10 / 100 (or 20) classes | (3, 32, 32) | local files; ``augment``, ``label_mode`` (cifar100) |
+| ``grammar`` | next character (30) | (context,) ids | generated; ``n_sequences``, ``context``, ``relative``, ``max_depth``, ``data_seed``, ``val_fraction`` |
+| ``text`` | next character (the file's) | (context,) ids | a local UTF-8 file; ``file``, ``context``, ``val_fraction`` |
 
 Generated and bundled datasets are split into train/validation by ``split_seed``
 (default 0) and ``val_fraction`` (default 0.2), never by the run seed; the same
 arguments always give identical tensors. The local-file datasets use the
 official test set as the validation set and need a data root (``root``, else
 ``$ROBUSTNESS_DATA``); ``robustness.data._local`` documents the file layout.
+The language datasets (``robustness.data._language``) hold int64 token ids with
+a target per position and validate on the stream's last windows.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 from robustness._options import call_with_options
 from robustness.data._bundled import digits, mnist1d
 from robustness.data._dataset import Dataset
+from robustness.data._language import grammar, text
 from robustness.data._local import ENV_VAR, cifar10, cifar100, fashion_mnist, mnist
 from robustness.data._synthetic import blobs, linreg
 from robustness.errors import unknown_choice
@@ -37,12 +42,14 @@ _GENERATED: dict[str, Callable[..., Dataset]] = {
     "mnist1d": mnist1d,
     "blobs": blobs,
     "linreg": linreg,
+    "grammar": grammar,
 }
 _LOCAL: dict[str, Callable[..., Dataset]] = {
     "mnist": mnist,
     "fashion_mnist": fashion_mnist,
     "cifar10": cifar10,
     "cifar100": cifar100,
+    "text": text,
 }
 DATASETS: dict[str, Callable[..., Dataset]] = {**_GENERATED, **_LOCAL}
 TASKS: dict[str, str] = {
@@ -54,6 +61,8 @@ TASKS: dict[str, str] = {
     "fashion_mnist": "classification",
     "cifar10": "classification",
     "cifar100": "classification",
+    "grammar": "classification",  # of the next token, at every position
+    "text": "classification",
 }
 """Each dataset's ``Dataset.task``, known without loading it (the spec checks its loss
 and objective against it); a test loads the datasets and compares."""

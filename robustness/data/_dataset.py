@@ -22,10 +22,13 @@ class Dataset:
 
     Attributes:
         name: the registry name, e.g. ``"digits"``.
-        task: ``"classification"`` (``y`` int64 class indices, shape (N,)) or
-            ``"regression"`` (``y`` float32, shape (N, num_outputs)).
-        x_train, y_train, x_val, y_val: float32 inputs of shape (N, *input_shape)
-            and targets, all on the same device.
+        task: ``"classification"`` (``y`` int64 class indices, shape (N,), or one
+            class per position, shape (N, T), for a language model whose outputs
+            are (N, T, num_outputs)) or ``"regression"`` (``y`` float32, shape
+            (N, num_outputs)).
+        x_train, y_train, x_val, y_val: inputs of shape (N, *input_shape) (float32,
+            or int64 token ids for the language datasets) and targets, all on the
+            same device.
         input_shape: the per-sample input shape, e.g. (40,) or (3, 32, 32).
         num_outputs: the number of classes, or of regression targets.
         metadata: JSON-serializable facts about the data (sizes, normalization,

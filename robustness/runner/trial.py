@@ -51,7 +51,7 @@ from torch import nn
 from robustness.data import DATASETS, Dataset, load_dataset
 from robustness.errors import UserInputError, unknown_choice
 from robustness.init_schemes import INIT_SCHEMES, apply_init
-from robustness.models import MODELS, build_model
+from robustness.models import MODELS, build_model, check_input_kind
 from robustness.optim import OPTIMIZERS, build_optimizer
 from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import TrialConfig
@@ -230,6 +230,7 @@ def _train_seed(
     """Train one seed, filling ``log``: the whole training loop, top to bottom."""
     # model, init scheme, optimizer: all seeded from this run's seed
     torch.manual_seed(log.seed)
+    check_input_kind(config.model, tokens=not data.x_train.is_floating_point())
     model = build_model(config.model, data.input_shape, data.num_outputs, **config.model_args)
     apply_init(model, config.init, generator=_generator(log.seed, _INIT_STREAM), **config.init_args)
     model.to(device)
@@ -339,7 +340,11 @@ def _batch_indices(
 def _evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, classification: bool
 ) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN for regression) over a whole split, in eval mode."""
+    """Mean loss and accuracy (NaN for regression) over a whole split, in eval mode.
+
+    With per-position targets (a language model: (N, T) targets, (N, T, C) outputs)
+    both are per position: loss in nats per token, accuracy per token.
+    """
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
@@ -348,10 +353,10 @@ def _evaluate(
         target = y[start : start + _EVAL_CHUNK]
         loss_sum += loss_fn(out, target, reduction="sum").double()
         if classification:
-            correct += (out.argmax(dim=1) == target).sum()
+            correct += (out.argmax(dim=-1) == target).sum()
     total, n_correct = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync
     loss = total / y.numel()  # mean reduction, as in training
-    return loss, (n_correct / y.shape[0] if classification else math.nan)
+    return loss, (n_correct / y.numel() if classification else math.nan)
 
 
 def make_record(config: TrialConfig, trial_id: str, log: RunLog, wall_seconds: float) -> dict:
@@ -476,7 +481,19 @@ def resolve_loss(name: str, task: str) -> str:
 
 
 def _loss_function(name: str, task: str) -> LossFn:
-    return F.cross_entropy if resolve_loss(name, task) == "cross_entropy" else F.mse_loss
+    return cross_entropy if resolve_loss(name, task) == "cross_entropy" else F.mse_loss
+
+
+def cross_entropy(
+    outputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy over the last axis of ``outputs``: (N, C) logits with (N,) classes,
+    or one class per position, (N, T, C) with (N, T) (the mean is then per token).
+
+    ``F.cross_entropy`` wants the classes on axis 1; flattening the positions into
+    the batch instead lets a model keep the (N, T, C) layout sequence models use.
+    """
+    return F.cross_entropy(outputs.flatten(0, -2), targets.flatten(), reduction=reduction)
 
 
 def _generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
