@@ -163,7 +163,7 @@ def test_bad_dataset_arguments_are_refused_naming_what_is_allowed(name, args, ex
 
 
 def test_registry_lists_every_dataset():
-    expected = {"digits", "mnist1d", "blobs", "linreg", "mnist", "fashion_mnist"}
+    expected = {"digits", "mnist1d", "blobs", "linreg", "mnist", "fashion_mnist", "grammar", "text"}
     assert set(DATASETS) == expected | {"cifar10", "cifar100"}
 
 
