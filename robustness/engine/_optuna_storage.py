@@ -62,6 +62,32 @@ class AppendOnlyJournal(BaseJournalBackend):
         self._file.close()
 
 
+class ReadOnlyJournal(BaseJournalBackend):
+    """The journal as a reader in another process sees it (``robustness status``):
+    read once, a torn last line dropped, never written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._logs = list(_read_lines(Path(path)))
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        yield from self._logs[log_number_from:]
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        raise PermissionError("a read-only view of the Optuna journal")
+
+
+def read_studies(results_dir: Path) -> list[optuna.Study] | None:
+    """The studies of ``results_dir``'s journal, read only (None without a journal)."""
+    journal = results_dir / JOURNAL_FILE
+    if not journal.exists():
+        return None
+    storage = JournalStorage(ReadOnlyJournal(journal))
+    return [
+        optuna.load_study(study_name=summary.study_name, storage=storage)
+        for summary in storage.get_all_studies()
+    ]
+
+
 def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8") as lines:
         for line in lines:

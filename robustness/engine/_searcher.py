@@ -64,11 +64,17 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from robustness.engine._done import (
+    LOST_PARTS,
+    counts_as_done,
+    done_counts,
+    done_trial_ids,
+    lost_parts,
+)
 from robustness.engine._trainable import PACK, SUMMARIES, WRITE_FAILED, summarize
 from robustness.results import store
 
 METRIC = "objective"
-LOST_PARTS = "lost_parts"  # study user attr: trial ids whose part was found damaged
 
 
 @dataclass(frozen=True)
@@ -184,18 +190,18 @@ class OptunaStudySearcher(Searcher):
                 continue
             _abandon(study, entry, frozen.number, frozen.params)
         self._rerun_damaged(entry, study)
-        lost = _lost(study)
-        return sum(1 for t in study.get_trials(deepcopy=False) if _counts_as_done(t, lost))
+        lost = lost_parts(study)
+        return sum(1 for t in study.get_trials(deepcopy=False) if counts_as_done(t, lost))
 
     def _rerun_damaged(self, entry: LabelSearch, study: optuna.Study) -> None:
         """A done configuration whose part is missing or unreadable is no longer done:
         its trial id joins the study's ``lost_parts``, its files are set aside and its
         parameters are asked again (Optuna cannot reopen a finished trial)."""
-        lost = _lost(study)
+        lost = lost_parts(study)
         damaged = []
         for frozen in study.get_trials(deepcopy=False):
             trial_id = frozen.user_attrs.get("trial_id")
-            if frozen.state == TrialState.PRUNED or not _counts_as_done(frozen, lost):
+            if frozen.state == TrialState.PRUNED or not counts_as_done(frozen, lost):
                 continue  # a pruned configuration has no part
             if trial_id and store.intact_part(self._results_dir, trial_id) is None:
                 damaged.append(trial_id)
@@ -335,6 +341,10 @@ class OptunaStudySearcher(Searcher):
 
     # -- results ------------------------------------------------------------------
 
+    def done_counts(self) -> dict[str, int]:
+        """Runs per outcome of every configuration that counts as done."""
+        return done_counts(self._studies.values())
+
     def done_trial_ids(self) -> list[str]:
         """The results' trial ids of every configuration that counts as done."""
         return done_trial_ids(self._studies.values())
@@ -352,21 +362,6 @@ class OptunaStudySearcher(Searcher):
         return counts
 
 
-def done_trial_ids(studies) -> list[str]:
-    """Trial ids of the done configurations across ``studies`` (see module docstring)."""
-    ids = []
-    for study in studies:
-        lost = _lost(study)
-        for t in study.get_trials(deepcopy=False):
-            if _counts_as_done(t, lost) and "trial_id" in t.user_attrs:
-                ids.append(t.user_attrs["trial_id"])
-    return ids
-
-
-def _lost(study: optuna.Study) -> set[str]:
-    return set(study.user_attrs.get(LOST_PARTS, ()))
-
-
 def _abandon(study: optuna.Study, entry: LabelSearch, number: int, params: dict) -> None:
     """Close a trial that will never report (FAIL, ``abandoned``) and queue its
     parameters to be asked again, unless it died before it had them."""
@@ -374,15 +369,6 @@ def _abandon(study: optuna.Study, entry: LabelSearch, number: int, params: dict)
     study.tell(number, state=TrialState.FAIL)
     if set(params) == set(entry.distributions):
         study.enqueue_trial(dict(params), skip_if_exists=False)
-
-
-def _counts_as_done(trial: optuna.trial.FrozenTrial, lost: set[str] = frozenset()) -> bool:
-    """COMPLETE, PRUNED or really FAIL, and its part not found damaged (``lost``)."""
-    if trial.user_attrs.get("trial_id") in lost:
-        return False
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return trial.state == TrialState.FAIL and not trial.user_attrs.get("abandoned", False)
 
 
 def _set_attrs(study: optuna.Study, number: int, counts: dict[str, int], **extra: Any) -> None:

@@ -168,7 +168,7 @@ def _run_tuner(
     # at once, which on 2 cores saves the seconds of a worker's start-up (torch).
     slots = concurrent or _cluster.trial_slots(cpu, gpu)
     try:
-        with StudyProgress(total, len(spec.seeds), enabled=progress) as bar:
+        with StudyProgress(total, len(spec.seeds), enabled=progress, results_dir=out) as bar:
             errors = _TrialErrors()
             searcher = OptunaStudySearcher(
                 labels,
@@ -176,14 +176,14 @@ def _run_tuner(
                 storage=storage,
                 direction=spec.search.direction,
                 results_dir=str(out),
-                on_done=lambda _trial_id, counts: bar.configuration_done(counts),
+                on_done=lambda trial_id, counts: bar.configuration_done(counts, trial_id),
                 pruning=scheduler is not None,
                 pack_size=spec.pack_size(),
                 concurrency=slots,
                 target_seconds=AUTO_PACK_SECONDS,
                 error_text=errors.error_text,
             )
-            bar.set_done(len(searcher.done_trial_ids()))
+            bar.set_done(len(searcher.done_trial_ids()), searcher.done_counts())
             resources = {"cpu": cpu, "gpu": gpu} if gpu > 0 else {"cpu": cpu}
             tuner = tune.Tuner(
                 tune.with_resources(train_pack, resources),

@@ -16,6 +16,10 @@ The trainable never raises for a failing run: an exception outside ``run_trial``
 own per-seed handling becomes one ``error`` record per seed of that configuration
 only, and the rest of the pack (and the study) goes on.
 
+How far a running configuration is: at evaluations (never per step), at most every
+``RUNNING_EVERY`` seconds, it writes ``running/<trial_id>.json`` (seed, step, step
+budget) for the progress display and ``robustness status``; removed with its part.
+
 Faults outside the run:
 - the worker process dies (SIGKILL, out of memory, node lost): Tune runs the Ray
   trial again (``resources.max_retries`` times); the rerun skips the configurations
@@ -54,6 +58,7 @@ from robustness.runner.outcome import mean_objective
 PACK = "pack"  # the Ray trial config's key: the list of configuration payloads
 SUMMARIES = "configurations"  # the final report's key: JSON of trial id -> summarize()
 PROGRESS = "progress"
+RUNNING_EVERY = 2.0  # seconds between two running/<trial_id>.json writes of a configuration
 WRITE_FAILED = "write_failed"  # the final report's key: why a part could not be written
 _WORST_LOSS = 1e30
 
@@ -126,7 +131,8 @@ def run_configuration(
     """
     config = TrialConfig.model_validate(payload["trial"])
     trial_id = payload["trial_id"]
-    callback = _eval_reporter(config, report) if report is not None else None
+    running = _RunningWriter(config, payload)
+    callback = running if report is None else _both(_eval_reporter(config, report), running)
     started = time.perf_counter()
     try:
         from robustness.runner import run_trial
@@ -141,6 +147,7 @@ def run_configuration(
     for record in records:
         record.update(study=payload["study"], optimizer=payload["label"], node_id=node_id)
     store.write_part(payload["results_dir"], trial_id, records, curves)
+    running.clear()
     return summarize(records)
 
 
@@ -218,6 +225,57 @@ def _eval_reporter(
         report({"objective": value, PROGRESS: event["seed_index"] + min(fraction, 1.0)})
 
     return on_eval
+
+
+class _RunningWriter:
+    """A ``run_trial`` callback that says how far the configuration is, in
+    ``running/<trial_id>.json`` (``store.write_running``), at an evaluation at least
+    ``RUNNING_EVERY`` seconds after the previous write (or the start): nothing per
+    step, and nothing at all for a configuration shorter than that."""
+
+    def __init__(self, config: TrialConfig, payload: dict[str, Any]) -> None:
+        self._results_dir, self._trial_id = payload["results_dir"], payload["trial_id"]
+        self._label, self._seeds = payload["label"], len(config.seeds)
+        self._steps, self._epochs = config.steps, config.epochs
+        self._last = time.monotonic()
+        self._written = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self._last < RUNNING_EVERY:
+            return
+        self._last = now
+        step, epoch = int(event["step"]), float(event.get("epoch") or 0.0)
+        total = self._steps
+        if total is None and epoch > 0:
+            total = round(float(self._epochs) * step / epoch)
+        info = {
+            "label": self._label,
+            "seed_index": int(event["seed_index"]),
+            "seeds": self._seeds,
+            "step": step,
+            "total_steps": total,
+            "time": time.time(),
+        }
+        try:
+            store.write_running(self._results_dir, self._trial_id, info)
+        except OSError:  # only a display: the part's own write says if the disk fails
+            return
+        self._written = True
+
+    def clear(self) -> None:
+        if self._written:
+            store.clear_running(self._results_dir, self._trial_id)
+
+
+def _both(
+    first: Callable[[dict[str, Any]], None], second: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], None]:
+    def call(event: dict[str, Any]) -> None:
+        first(event)
+        second(event)
+
+    return call
 
 
 def _present(value: Any) -> bool:

@@ -19,6 +19,7 @@ still read, so such a study can be resumed.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import socket
@@ -44,6 +45,7 @@ from robustness.results.schema import (
 )
 
 PARTS_DIR = "parts"
+RUNNING_DIR = "running"  # <trial_id>.json: how far a running configuration is
 _TRIALS_PART = ".trials.arrow"
 _CURVES_PART = ".curves.arrow"
 _LEGACY_PART_SUFFIX = ".parquet"  # parts written before the Arrow IPC ones: read only
@@ -239,6 +241,36 @@ def _concat(tables: list[pa.Table]) -> pd.DataFrame:
     if not tables:
         return pd.DataFrame()
     return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def write_running(results_dir: str | Path, trial_id: str, info: Mapping[str, Any]) -> None:
+    """Say how far a running configuration is (``running/<trial_id>.json``, atomic).
+
+    A small JSON object, written by the trainable at most every few seconds, read by
+    the progress display and ``robustness status``; removed (``clear_running``) once
+    the configuration's part is written. A file left by a killed worker is ignored by
+    readers once its configuration is done or no driver runs.
+    """
+    text = json.dumps(dict(info), separators=(",", ":"))
+    path = Path(results_dir) / RUNNING_DIR / f"{trial_id}.json"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def clear_running(results_dir: str | Path, trial_id: str) -> None:
+    (Path(results_dir) / RUNNING_DIR / f"{trial_id}.json").unlink(missing_ok=True)
+
+
+def read_running(results_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Trial id -> the last ``write_running`` info of each configuration that has one."""
+    found = {}
+    for path in sorted((Path(results_dir) / RUNNING_DIR).glob("*.json")):
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # removed meanwhile
+        if isinstance(info, dict):
+            found[path.stem] = info
+    return found
 
 
 def provenance(started: _dt.datetime, finished: _dt.datetime | None = None) -> dict[str, Any]:
