@@ -48,11 +48,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustness._import_path import is_import_path
 from robustness.data import DATASETS, Dataset, load_dataset
 from robustness.errors import UserInputError, unknown_choice
 from robustness.init_schemes import INIT_SCHEMES, apply_init
 from robustness.models import MODELS, build_model, check_input_kind
-from robustness.optim import OPTIMIZERS, build_optimizer
+from robustness.optim import build_optimizer, optimizer_entry
 from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import TrialConfig
 from robustness.runner.divergence import Divergence, DivergenceWatch
@@ -235,7 +236,7 @@ def _train_seed(
     apply_init(model, config.init, generator=_generator(log.seed, _INIT_STREAM), **config.init_args)
     model.to(device)
     optimizer = build_optimizer(
-        config.optimizer,
+        optimizer_entry(config.optimizer, axes=config.optimizer_axes, takes=config.optimizer_takes),
         model,
         lr=config.lr,
         beta=config.beta,
@@ -456,14 +457,15 @@ class _Notifier:
 
 
 def _check_names(config: TrialConfig) -> None:
-    """Refuse unknown registry names before any data is loaded."""
+    """Refuse unknown registry names, and an optimizer class that does not resolve,
+    before any data is loaded (a model or dataset import path resolves where used)."""
+    optimizer_entry(config.optimizer, axes=config.optimizer_axes, takes=config.optimizer_takes)
     for kind, value, allowed in (
-        ("optimizer", config.optimizer, OPTIMIZERS),
         ("model", config.model, MODELS),
         ("dataset", config.dataset, DATASETS),
         ("init scheme", config.init, INIT_SCHEMES),
     ):
-        if value not in allowed:
+        if value not in allowed and not (kind != "init scheme" and is_import_path(value)):
             raise unknown_choice(kind, value, allowed)
 
 
