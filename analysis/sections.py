@@ -90,19 +90,27 @@ def axes_section(study: Study, section: Section) -> None:
                 "beta values": _values(own["beta"]),
                 "beta2 means": beta2,
                 "beta2 values": _values(own["beta2"]),
+                "INSGD normalizes": _shares(own.get("insgd_normalized_fraction")),
             }
         )
     section.add(
         "axes",
         "What β and β2 mean for each optimizer",
         "The spec's beta is each optimizer's first-moment coefficient, beta2 its second "
-        "coefficient; 'default' means the optimizer's own default was used.",
+        "coefficient; 'default' means the optimizer's own default was used. 'INSGD "
+        "normalizes': the share of the model's parameters INSGD input-normalized (the "
+        "rest took plain SGD with momentum).",
         pd.DataFrame(rows),
     )
 
 
 def _base_from_label(label: str) -> str:
     return next((b for b in AXIS_MEANING if label == b or label.startswith(b + "_")), label)
+
+
+def _shares(column: pd.Series | None) -> str:
+    values = [] if column is None else sorted(column.dropna().unique())
+    return ", ".join(f"{v:.1%} of parameters" for v in values) if values else "not INSGD"
 
 
 def _values(column: pd.Series) -> str:

@@ -176,6 +176,7 @@ class RunLog:
     divergence: Divergence | None = None
     final_train_loss: float = math.nan
     final_train_acc: float = math.nan
+    normalized_fraction: float = math.nan  # INSGD's, NaN for other optimizers
     curves: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
@@ -243,6 +244,7 @@ def _train_seed(
         beta2=config.beta2,
         **config.optimizer_args,
     )
+    log.normalized_fraction = float(getattr(optimizer, "normalized_fraction", math.nan))
     try:
         # budget and learning-rate schedule
         n_train = data.x_train.shape[0]
@@ -405,6 +407,7 @@ def make_record(config: TrialConfig, trial_id: str, log: RunLog, wall_seconds: f
         best_val_loss=_nan_best(min, [r["val_loss"] for r in curves]),
         final_val_acc=last.get("val_acc", math.nan),
         best_val_acc=_nan_best(max, [r["val_acc"] for r in curves]),
+        insgd_normalized_fraction=log.normalized_fraction,
         steps_done=log.steps_done,
         wall_seconds=wall_seconds,
         node_id=socket.gethostname(),
