@@ -5,7 +5,7 @@ Public API: :func:`build_optimizer`, :data:`OPTIMIZERS`, :func:`optimizer_axes`,
 or a ``torch.optim.Optimizer`` subclass of the user's by import path, is built from
 the swept axes), and the classes :class:`INSGD` and :class:`NovoGrad` (SGD,
 Adam and AdamW are ``torch.optim``'s).
-ALGORITHMS.md states the math each one implements.
+Each class's module docstring states the math it implements.
 """
 
 from robustness.optim.insgd import INSGD

@@ -1,6 +1,6 @@
 """What INSGD measures about a layer's input, and the hooks that measure it.
 
-Two statistics, one per INSGD mode (ALGORITHMS.md):
+Two statistics, one per INSGD mode (``insgd`` states the math):
 
 - :func:`input_power` (paper mode): the mean squared norm (``l2``) or mean norm
   (``l1``) of the input vector one output neuron sees, over the batch and output

@@ -7,8 +7,8 @@ takes plain SGD with momentum. ``_input_stats`` says why for each layer type, an
 :attr:`INSGD.normalized_fraction` how much of a model that is. Forward pre-hooks
 measure each normalized layer's input.
 
-Paper mode (ALGORITHMS.md), per normalized weight, with ``p_t`` the batch input
-power::
+Paper mode (the paper's algorithm), per normalized weight, with ``p_t`` the batch
+input power::
 
     P_1 = p_1;  P_t = β·P_{t−1} + (1−β)·p_t
     d = g / max(ln P_t, ε) + wd·w;  buf = d, then μ·buf + (1−τ)·d;  w ← w − lr·buf

@@ -3,7 +3,7 @@
 Every optimizer is described by the same data (:class:`OptimizerEntry`): its
 class, which constructor argument each swept axis sets (``axes``), whether it
 takes the model or its parameters, and the toolkit's defaults where they differ
-from the class's. The built-ins (DESIGN.md's three, plus Adam and AdamW from
+from the class's. The built-ins (the three under study, plus Adam and AdamW from
 ``torch.optim``):
 
 | name       | ``beta`` (first moment)   | ``beta2`` (second coefficient) |
