@@ -378,3 +378,31 @@ def test_a_study_of_adamw_and_a_users_class_on_a_users_model_and_data_runs_end_t
     assert (trials["final_train_loss"] < trials["initial_loss"]).all()
     page = (tmp_path / "out" / "report" / "index.html").read_text()
     assert "lion" in page and "adamw" in page
+
+
+def test_a_results_directory_never_causes_an_import(cli, tmp_path, monkeypatch):
+    """The report reads the stored spec; an optimizer class named there (say, in a
+    results directory someone sent) is shown, never imported: import paths come
+    only from the user's own spec or command line."""
+    from tests._synthetic import write_synthetic_results
+
+    sentinel = tmp_path / "imported"
+    (tmp_path / "planted_module.py").write_text(
+        f"open({str(sentinel)!r}, 'w').close()\nimport torch\nLion = torch.optim.SGD\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = write_synthetic_results(tmp_path / "results", optimizers=("sgd", "sgd_lion"))
+    stored = yaml.safe_load((results / "spec.yaml").read_text())
+    stored["optimizers"] = {
+        "sgd": {},
+        "sgd_lion": {"class": "planted_module:Lion", "axes": {"beta": "momentum"}},
+    }
+    (results / "spec.yaml").write_text(yaml.safe_dump(stored))
+    result = cli("report", results)
+    assert result.code == 0, result.err
+    assert not sentinel.exists()
+    assert "planted_module" not in sys.modules
+    axes = pd.read_csv(results / "report" / "tables" / "axes.csv").set_index("optimizer")
+    assert axes.loc["sgd_lion", "base"] == "planted_module:Lion"
+    assert axes.loc["sgd_lion", "beta means"] == "sets momentum"
