@@ -44,6 +44,8 @@ AXIS_MEANING: dict[str, tuple[str, str]] = {
     "sgd": ("momentum μ", "does not apply"),
     "insgd": ("momentum μ", "input-power momentum β (P_t = β·P_{t−1} + (1−β)·p_t)"),
     "novograd": ("β1, first-moment coefficient", "β2, second-moment (gradient-norm) coefficient"),
+    "adam": ("β1, betas[0]", "β2, betas[1]"),
+    "adamw": ("β1, betas[0]", "β2, betas[1]"),
 }
 
 
@@ -73,9 +75,12 @@ def axes_section(study: Study, section: Section) -> None:
     entries = study.spec.get("optimizers") or {}
     rows = []
     for label in sorted(trials["optimizer"].dropna().unique()):
-        entry = entries.get(label) if isinstance(entries, dict) else None
-        base = (entry or {}).get("base") or _base_from_label(label)
-        beta, beta2 = AXIS_MEANING.get(base, ("unknown", "unknown"))
+        entry = (entries.get(label) if isinstance(entries, dict) else None) or {}
+        base = entry.get("class") or entry.get("base") or _base_from_label(label)
+        axes = entry.get("axes") or {}  # a class by import path: the mapping the spec gave
+        beta, beta2 = AXIS_MEANING.get(
+            base, tuple(f"sets {axes[a]}" if a in axes else "unknown" for a in ("beta", "beta2"))
+        )
         own = trials[trials["optimizer"] == label]
         rows.append(
             {
@@ -85,19 +90,27 @@ def axes_section(study: Study, section: Section) -> None:
                 "beta values": _values(own["beta"]),
                 "beta2 means": beta2,
                 "beta2 values": _values(own["beta2"]),
+                "INSGD normalizes": _shares(own.get("insgd_normalized_fraction")),
             }
         )
     section.add(
         "axes",
         "What β and β2 mean for each optimizer",
         "The spec's beta is each optimizer's first-moment coefficient, beta2 its second "
-        "coefficient; 'default' means the optimizer's own default was used.",
+        "coefficient; 'default' means the optimizer's own default was used. 'INSGD "
+        "normalizes': the share of the model's parameters INSGD input-normalized (the "
+        "rest took plain SGD with momentum).",
         pd.DataFrame(rows),
     )
 
 
 def _base_from_label(label: str) -> str:
     return next((b for b in AXIS_MEANING if label == b or label.startswith(b + "_")), label)
+
+
+def _shares(column: pd.Series | None) -> str:
+    values = [] if column is None else sorted(column.dropna().unique())
+    return ", ".join(f"{v:.1%} of parameters" for v in values) if values else "not INSGD"
 
 
 def _values(column: pd.Series) -> str:

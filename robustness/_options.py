@@ -50,6 +50,44 @@ def call_with_options(
     return fn(*args, **options)
 
 
+def user_options(fn: Callable[..., Any], positional: int) -> tuple[str, ...] | None:
+    """The options a user's own function takes after its first ``positional``
+    arguments: every parameter that can be passed by keyword (None: any, when it
+    takes ``**kwargs``). Unlike the built-in builders, a user's function need not
+    make its options keyword-only."""
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params[positional:] if p.kind in keyword)
+
+
+def call_user_function(
+    fn: Callable[..., _T], kind: str, path: str, options: Mapping[str, Any], /, *args: Any
+) -> _T:
+    """Call a user's function ``fn(*args, **options)`` named by import path ``path``,
+    refusing arguments it cannot take with a message instead of a ``TypeError``.
+
+    Raises:
+        UserInputError: ``fn`` is not callable, or cannot be called with ``args``
+            and ``options`` (naming what it takes).
+    """
+    if not callable(fn):
+        raise UserInputError(f"{kind} {path!r} is a {type(fn).__name__}, not a function")
+    try:
+        inspect.signature(fn).bind(*args, **options)
+    except TypeError as exc:
+        allowed = user_options(fn, len(args))
+        takes = "any keyword" if allowed is None else ", ".join(allowed) or "none"
+        raise UserInputError(
+            f"{kind} {path!r} cannot be called with {len(args)} positional argument(s) and "
+            f"options {sorted(options)} ({exc}); options it takes: {takes}"
+        ) from None
+    except ValueError:  # no signature to check (a builtin); let the call say
+        pass
+    return fn(*args, **options)
+
+
 def _fail(owner: str, arg: str, expected: str, value: object) -> UserInputError:
     return UserInputError(f"{owner}: {arg} must be {expected}, got {value!r}")
 

@@ -144,6 +144,7 @@ def _trials(optimizers, inits, betas, lrs, seeds, scenario, rng) -> pd.DataFrame
             "best_val_loss": best_val,
             "final_val_acc": final_acc,
             "best_val_acc": final_acc,
+            "insgd_normalized_fraction": np.where(base_opt == "insgd", 0.97, np.nan),
             "steps_done": np.where(is_div, div_step, np.where(is_err, 0, _STEPS)),
             "wall_seconds": rng.gamma(4.0, 0.5, n),
             "node_id": "node-0",

@@ -169,6 +169,10 @@ def test_report_states_what_beta_and_beta2_mean(mixed):
     assert axes.loc["novograd", "beta2 means"].startswith("β2")
     assert axes.loc["insgd", "beta2 means"].startswith("input-power momentum β")
     assert "input-power momentum β" in page and "β1, first-moment coefficient" in page
+    # the share of the parameters INSGD normalized (0.97 in the synthetic records)
+    assert axes.loc["insgd", "INSGD normalizes"] == "97.0% of parameters"
+    assert axes.loc["sgd", "INSGD normalizes"] == "not INSGD"
+    assert "97.0% of parameters" in page
 
 
 def test_report_ends_with_provenance(mixed):

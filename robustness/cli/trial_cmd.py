@@ -28,7 +28,13 @@ _DEFAULT_STEPS = 500
 
 @app.command("trial")
 def trial_command(
-    optimizer: Annotated[str, typer.Option(help="sgd, insgd, novograd, adam or adamw")],
+    optimizer: Annotated[
+        str,
+        typer.Option(
+            help="sgd, insgd, novograd, adam, adamw, or a torch.optim.Optimizer subclass by "
+            "import path (package.module:Class)"
+        ),
+    ],
     lr: Annotated[float, typer.Option(help="learning rate")],
     beta: Annotated[
         float | None,
@@ -73,6 +79,20 @@ def trial_command(
     opt: Annotated[
         list[str] | None, typer.Option(help="optimizer argument KEY=VALUE (repeatable)")
     ] = None,
+    axis: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="for an optimizer class by import path: AXIS=ARGUMENT, the constructor "
+            "argument an axis sets, e.g. beta=betas.0 (repeatable)"
+        ),
+    ] = None,
+    takes: Annotated[
+        str | None,
+        typer.Option(
+            help="for an optimizer class by import path: 'model' or 'params', what its "
+            "first argument is (default: its takes_model attribute, else params)"
+        ),
+    ] = None,
     model_arg: Annotated[
         list[str] | None, typer.Option(help="model argument KEY=VALUE (repeatable)")
     ] = None,
@@ -92,6 +112,8 @@ def trial_command(
         raise UserInputError("give either --steps or --epochs, not both")
     fields: dict[str, Any] = {
         "optimizer": optimizer,
+        "optimizer_axes": _parse_axes(axis),
+        "optimizer_takes": takes,
         "lr": lr,
         "beta": beta,
         "beta2": beta2,
@@ -188,6 +210,19 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def _parse_axes(items: list[str] | None) -> dict[str, str] | None:
+    """``--axis beta=betas.0 ...`` as ``{"beta": "betas.0"}`` (None when not given)."""
+    if not items:
+        return None
+    axes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UserInputError(f"--axis takes AXIS=ARGUMENT, e.g. beta=betas.0, got {item!r}")
+        axes[key.strip()] = value.strip()
+    return axes
 
 
 def _parse_seeds(items: list[str] | None) -> tuple[int, ...]:

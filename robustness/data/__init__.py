@@ -27,15 +27,16 @@ from typing import Any
 
 import torch
 
-from robustness._options import call_with_options
+from robustness._import_path import is_import_path, resolve_import_path
+from robustness._options import call_user_function, call_with_options, user_options
 from robustness.data._bundled import digits, mnist1d
-from robustness.data._dataset import Dataset
+from robustness.data._dataset import Dataset, check_dataset
 from robustness.data._language import grammar, text
 from robustness.data._local import ENV_VAR, cifar10, cifar100, fashion_mnist, mnist
 from robustness.data._synthetic import blobs, linreg
 from robustness.errors import unknown_choice
 
-__all__ = ["DATASETS", "ENV_VAR", "TASKS", "Dataset", "load_dataset"]
+__all__ = ["DATASETS", "ENV_VAR", "TASKS", "Dataset", "check_dataset", "load_dataset"]
 
 _GENERATED: dict[str, Callable[..., Dataset]] = {
     "digits": digits,
@@ -78,7 +79,9 @@ def load_dataset(
     """Load dataset ``name`` with its options and put its tensors on ``device``.
 
     Args:
-        name: one of ``DATASETS``.
+        name: one of ``DATASETS``, or a loader of the user's by import path
+            (``package.module:load``), called with ``dataset_args`` as keywords (and
+            ``root=`` when it takes a ``root`` argument), returning a ``Dataset``.
         root: the data root for local-file datasets (else ``$ROBUSTNESS_DATA``);
             ignored by generated ones.
         device: where the tensors go.
@@ -86,9 +89,17 @@ def load_dataset(
 
     Raises:
         UserInputError: unknown dataset or option, a bad value, missing or corrupted
-            data files.
+            data files, an import path that does not resolve, or a loader whose
+            result breaks the ``Dataset`` contract (``check_dataset``).
     """
-    if name not in DATASETS:
+    if name in DATASETS:
+        args = (root,) if name in _LOCAL else ()
+        return call_with_options(DATASETS[name], "dataset", name, dataset_args, *args).to(device)
+    if not is_import_path(name):
         raise unknown_choice("dataset", name, DATASETS)
-    args = (root,) if name in _LOCAL else ()
-    return call_with_options(DATASETS[name], "dataset", name, dataset_args, *args).to(device)
+    loader = resolve_import_path(name, "dataset loader")
+    options = dict(dataset_args)
+    if "root" not in options and "root" in (user_options(loader, 0) or ()):
+        options["root"] = root
+    data = call_user_function(loader, "dataset loader", name, options)
+    return check_dataset(name, data).to(device)

@@ -58,6 +58,47 @@ class Dataset:
         )
 
 
+_TASK_KINDS = ("classification", "regression")
+
+
+def check_dataset(name: str, data: object) -> Dataset:
+    """``data`` if it keeps the ``Dataset`` contract (a user's loader returned it),
+    else a ``UserInputError`` naming the first broken rule.
+
+    Checked: the type, ``task``, ``num_outputs`` >= 1, four tensors, non-empty
+    splits with as many targets as inputs, and inputs shaped ``(N, *input_shape)``.
+    """
+    owner = f"dataset loader {name!r}"
+    if not isinstance(data, Dataset):
+        raise UserInputError(
+            f"{owner} returned a {type(data).__name__}, not a robustness.data.Dataset"
+        )
+    if data.task not in _TASK_KINDS:
+        raise UserInputError(
+            f"{owner}: task must be one of {', '.join(_TASK_KINDS)}, got {data.task!r}"
+        )
+    if isinstance(data.num_outputs, bool) or not isinstance(data.num_outputs, int):
+        raise UserInputError(f"{owner}: num_outputs must be an int, got {data.num_outputs!r}")
+    if data.num_outputs < 1:
+        raise UserInputError(f"{owner}: num_outputs must be >= 1, got {data.num_outputs}")
+    shape = tuple(data.input_shape)
+    for split in ("train", "val"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+            raise UserInputError(f"{owner}: x_{split} and y_{split} must be torch tensors")
+        if len(x) == 0 or len(x) != len(y):
+            raise UserInputError(
+                f"{owner}: the {split} split needs as many targets as inputs, at least one; "
+                f"got {len(x)} inputs and {len(y)} targets"
+            )
+        if tuple(x.shape[1:]) != shape:
+            raise UserInputError(
+                f"{owner}: x_{split} has shape {tuple(x.shape)}, not (N, *input_shape) with "
+                f"input_shape {shape}"
+            )
+    return data
+
+
 def split_indices(
     owner: str, n: int, val_fraction: float, split_seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,8 @@ from typing import Any
 
 from torch import nn
 
-from robustness._options import call_with_options
+from robustness._import_path import is_import_path, resolve_import_path
+from robustness._options import call_user_function, call_with_options
 from robustness.errors import UserInputError, unknown_choice
 from robustness.models._conv import cnn
 from robustness.models._dense import linear, mlp
@@ -66,6 +67,8 @@ def check_input_kind(name: str, tokens: bool) -> None:
     Raises:
         UserInputError: naming the model and the datasets or models that fit.
     """
+    if is_import_path(name):  # a factory of the user's takes whatever it was written for
+        return
     if tokens and name not in TOKEN_MODELS:
         raise UserInputError(
             f"model {name!r} takes float features, but the dataset gives token ids; "
@@ -84,19 +87,31 @@ def build_model(
     """Build model ``name`` for per-sample ``input_shape`` and ``num_outputs`` outputs.
 
     Args:
-        name: one of ``MODELS``.
+        name: one of ``MODELS``, or a model factory of the user's by import path
+            (``package.module:build``): ``build(input_shape, num_classes,
+            **model_args) -> nn.Module``.
         input_shape: the dataset's per-sample shape, e.g. ``(64,)`` or ``(3, 32, 32)``.
         num_outputs: classes, or regression targets.
         model_args: the model's options (see each builder's docstring), e.g.
             ``widths=[256, 256], activation="tanh"`` for ``mlp``.
 
     Raises:
-        UserInputError: unknown model or option, a bad option value, or an input
-            shape the model cannot take.
+        UserInputError: unknown model or option, a bad option value, an input
+            shape the model cannot take, an import path that does not resolve, or a
+            factory that returns something other than an ``nn.Module``.
     """
-    if name not in MODELS:
+    if name not in MODELS and not is_import_path(name):
         raise unknown_choice("model", name, MODELS)
     if num_outputs < 1:
         raise UserInputError(f"model {name!r}: num_outputs must be >= 1, got {num_outputs}")
     shape = tuple(int(d) for d in input_shape)
-    return call_with_options(MODELS[name], "model", name, model_args, shape, num_outputs)
+    if name in MODELS:
+        return call_with_options(MODELS[name], "model", name, model_args, shape, num_outputs)
+    factory = resolve_import_path(name, "model factory")
+    model = call_user_function(factory, "model factory", name, model_args, shape, num_outputs)
+    if not isinstance(model, nn.Module):
+        raise UserInputError(
+            f"model factory {name!r} returned a {type(model).__name__}, not a torch.nn.Module; "
+            "a model factory is (input_shape, num_classes, **model_args) -> nn.Module"
+        )
+    return model

@@ -1,6 +1,6 @@
 """What INSGD measures about a layer's input, and the hooks that measure it.
 
-Two statistics, one per INSGD mode (ALGORITHMS.md):
+Two statistics, one per INSGD mode (``insgd`` states the math):
 
 - :func:`input_power` (paper mode): the mean squared norm (``l2``) or mean norm
   (``l1``) of the input vector one output neuron sees, over the batch and output
@@ -10,7 +10,31 @@ Two statistics, one per INSGD mode (ALGORITHMS.md):
   to broadcast over the layer's weight.
 
 Both run on the input's device with no host sync, in at least float32.
-:class:`InputProbe` records one of them from forward pre-hooks.
+:class:`InputProbe` records one of them from forward pre-hooks, and
+:func:`normalized_weights` says which weights of a model are input-normalized
+and which inputs each one's statistic is taken over.
+
+Which layers are normalized, and why (every other parameter is stepped as plain
+SGD with momentum, and :attr:`INSGD.normalized_fraction` reports the share):
+
+- ``nn.Linear``, ``nn.Conv2d`` (grouped and depthwise too) and ``nn.Conv1d``: the
+  weight, from the input vector one output neuron sees (a ``Conv1d`` is a
+  ``Conv2d`` of height 1).
+- ``nn.MultiheadAttention``: the input projection. Its fused ``in_proj_weight``
+  is three stacked linear maps, of the query, key and value inputs; like the
+  groups of a grouped convolution, its statistic is the mean over the three blocks
+  of rows of each one's input statistic. In self-attention the three inputs are
+  one tensor, so this is exactly a Linear's statistic, measured once. Separate
+  ``q/k/v_proj_weight`` (``kdim``/``vdim`` set) are each a Linear on their input.
+  The output projection ``out_proj`` is not normalized: the attention module
+  applies it inside its own functional forward, so its input (the heads'
+  concatenated output) is never seen by a hook.
+- Not normalized: normalization layers (LayerNorm, BatchNorm, GroupNorm: elementwise
+  gains on an input already standardized to power about 1), ``nn.Embedding`` (its
+  input is one-hot, of power exactly 1 per token whatever the data: the rule would
+  give ``ln P = 0``, hence the ε floor, a fixed ``1/ε`` = 100x step that says nothing
+  about the data), biases, transposed and 3-D convolutions, recurrent layers, and
+  parameters used outside a module call (positional embeddings, class tokens).
 """
 
 from __future__ import annotations
@@ -24,7 +48,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 NORMS = ("l2", "l1")
-NORMALIZED_LAYERS = (nn.Linear, nn.Conv2d)
+NORMALIZED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MultiheadAttention)
+_VECTOR_LAYERS = (nn.Linear, nn.MultiheadAttention)  # the input's last dim is the vector
 
 # the authors' code: std floor, and what a NaN std (one spatial position) reads as
 _STD_FLOOR = 0.01
@@ -33,13 +58,54 @@ _NAN_STD = 0.001
 _LINEAR_OFFSET = 0.1
 
 Statistic = Callable[[nn.Module, Tensor, str], Tensor]
+Inputs = Callable[[tuple, dict], tuple[Tensor, ...]]  # (args, kwargs) -> the measured inputs
+
+
+def first_input(args: tuple, kwargs: dict) -> tuple[Tensor, ...]:
+    """A layer's input: its first argument (``input=`` when passed by keyword)."""
+    x = args[0] if args else kwargs.get("input")
+    return (x,) if isinstance(x, Tensor) else ()
+
+
+def _attention_inputs(*which: str) -> Inputs:
+    """``nn.MultiheadAttention``'s ``query``, ``key`` and/or ``value`` arguments."""
+    positions = {"query": 0, "key": 1, "value": 2}
+
+    def select(args: tuple, kwargs: dict) -> tuple[Tensor, ...]:
+        found = [args[positions[w]] if len(args) > positions[w] else kwargs.get(w) for w in which]
+        return tuple(x for x in found if isinstance(x, Tensor))
+
+    return select
+
+
+def normalized_weights(model: nn.Module) -> list[tuple[str, nn.Module, Tensor, Inputs]]:
+    """The weights INSGD input-normalizes in ``model`` (module docstring): for each,
+    the layer's name, the layer whose forward call is hooked, the weight, and which
+    of the call's inputs its statistic is taken over. A weight shared by several
+    layers appears once per layer."""
+    attention = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+    applied_inside = {id(m.out_proj) for m in attention}  # never called as a module
+    found = []
+    for name, layer in model.named_modules():
+        if isinstance(layer, nn.MultiheadAttention):
+            if layer.in_proj_weight is not None:
+                found.append(
+                    (name, layer, layer.in_proj_weight, _attention_inputs("query", "key", "value"))
+                )
+            for which in ("q", "k", "v") if layer.in_proj_weight is None else ():
+                weight = getattr(layer, f"{which}_proj_weight")
+                argument = {"q": "query", "k": "key", "v": "value"}[which]
+                found.append((name, layer, weight, _attention_inputs(argument)))
+        elif isinstance(layer, NORMALIZED_LAYERS) and id(layer) not in applied_inside:
+            found.append((name, layer, layer.weight, first_input))
+    return found
 
 
 def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
     """Paper-mode input power of one batch ``x`` entering ``layer`` (0-dim tensor).
 
-    ``nn.Linear``: mean over the batch (and any leading dims) of ``‖x_n‖²``.
-    ``nn.Conv2d``: mean over the batch, output positions and groups of ``‖patch‖²``,
+    ``nn.Linear`` (and an attention input projection): mean over the batch (and any
+    leading dims) of ``‖x_n‖²``. ``nn.Conv2d`` (``nn.Conv1d`` as height 1): mean over the batch, output positions and groups of ``‖patch‖²``,
     a patch being the ``C_in/groups × k_h × k_w`` window one output neuron sees
     (zero or ``padding_mode`` padding included). Computed exactly in one pass over
     ``x``, weighting each position's power by how many windows see it (the
@@ -48,29 +114,43 @@ def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
     With ``norm="l1"`` the norm is ``‖·‖₁`` instead of ``‖·‖²``.
     """
     dtype = _stat_dtype(x)
-    if isinstance(layer, nn.Linear):
+    if isinstance(layer, _VECTOR_LAYERS):
         rows = x.numel() // max(x.shape[-1], 1)
         if norm == "l2":
             return torch.linalg.vector_norm(x, dtype=dtype).square() / rows
         return x.to(dtype).abs().sum() / rows
-    if isinstance(layer, nn.Conv2d):
-        batched = x if x.dim() == 4 else x.unsqueeze(0)
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        batched = _batched_2d(layer, x)
         n, _, height, width = batched.shape
-        coverage, positions = _coverage(
-            layer.kernel_size,
-            layer.stride,
-            layer.padding,
-            layer.dilation,
-            layer.padding_mode,
-            (height, width),
-            x.device,
-            dtype,
-        )
+        coverage, positions = _coverage(*_geometry_2d(layer), (height, width), x.device, dtype)
         rows = batched.to(dtype).reshape(-1, height * width)
         elementwise = rows.square() if norm == "l2" else rows.abs()
         total = torch.mv(elementwise, coverage).sum()
         return total / (n * positions * layer.groups)
-    raise TypeError(f"INSGD normalizes nn.Linear and nn.Conv2d, not {type(layer).__name__}")
+    raise TypeError(f"INSGD does not measure the input of a {type(layer).__name__}")
+
+
+def _batched_2d(layer: nn.Module, x: Tensor) -> Tensor:
+    """``x`` as ``(N, C, H, W)``: a batch dimension added to an unbatched input, and a
+    ``Conv1d``'s ``(N, C, L)`` seen as ``(N, C, 1, L)``."""
+    image_dims = 1 if isinstance(layer, nn.Conv1d) else 2
+    batched = x if x.dim() == image_dims + 2 else x.unsqueeze(0)
+    return batched.unsqueeze(2) if image_dims == 1 else batched
+
+
+def _geometry_2d(layer: nn.Module) -> tuple:
+    """A ``Conv1d``'s or ``Conv2d``'s kernel, stride, padding, dilation and padding
+    mode, as a ``Conv2d``'s (a ``Conv1d`` is a ``Conv2d`` of height 1)."""
+    if isinstance(layer, nn.Conv2d):
+        return layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.padding_mode
+    padding = layer.padding if isinstance(layer.padding, str) else (0, *layer.padding)
+    return (
+        (1, *layer.kernel_size),
+        (1, *layer.stride),
+        padding,
+        (1, *layer.dilation),
+        layer.padding_mode,
+    )
 
 
 @functools.lru_cache(maxsize=512)
@@ -122,31 +202,34 @@ def _reversed_padding(
 def standardized_input_statistic(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
     """Reference-mode statistic of one batch ``x`` entering ``layer``.
 
-    Each sample (``nn.Linear``: across its features) or each (sample, channel) map
-    (``nn.Conv2d``: across its spatial positions) is standardized,
+    Each sample (``nn.Linear``, an attention input projection: across its features)
+    or each (sample, channel) map (``nn.Conv2d``, ``nn.Conv1d``: across its positions)
+    is standardized,
     ``z = (x − mean) / max(std_unbiased, 0.01)`` (a NaN std, from a single element,
     reads as 0.001), and ``Σ z²`` (``l1``: ``Σ|z|``) is averaged over the batch.
-    ``nn.Linear`` adds 0.1 and returns a 0-dim tensor; ``nn.Conv2d`` returns one
-    value per input channel, shaped ``(C_out or 1, C_in/groups, 1, 1)`` to
-    broadcast over the weight's input-channel axis (grouped convolutions included).
+    ``nn.Linear`` adds 0.1 and returns a 0-dim tensor; a convolution returns one
+    value per input channel, shaped ``(C_out or 1, C_in/groups, 1, 1)`` (``Conv1d``:
+    ``(…, 1)``) to broadcast over the weight's input-channel axis (grouped
+    convolutions included).
     For ``l2`` and std ≥ 0.01, ``Σ z²`` is ``n − 1`` whatever the data.
     """
     dtype = _stat_dtype(x)
-    if isinstance(layer, nn.Linear):
+    if isinstance(layer, _VECTOR_LAYERS):
         per_sample = _standardized_sum(x.to(dtype), dims=(-1,), norm=norm)
         return per_sample.mean() + _LINEAR_OFFSET
-    if isinstance(layer, nn.Conv2d):
-        batched = x if x.dim() == 4 else x.unsqueeze(0)
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        batched = _batched_2d(layer, x)
         per_channel = _standardized_sum(batched.to(dtype), dims=(2, 3), norm=norm).mean(0)
+        kernel_dims = (1,) * (layer.weight.dim() - 2)
         groups = layer.groups
         if groups == 1:
-            return per_channel.view(1, -1, 1, 1)
+            return per_channel.view(1, -1, *kernel_dims)
         c_in, c_out = per_channel.shape[0], layer.out_channels
         by_group = per_channel.view(groups, 1, c_in // groups)
         return by_group.expand(groups, c_out // groups, c_in // groups).reshape(
-            c_out, c_in // groups, 1, 1
+            c_out, c_in // groups, *kernel_dims
         )
-    raise TypeError(f"INSGD normalizes nn.Linear and nn.Conv2d, not {type(layer).__name__}")
+    raise TypeError(f"INSGD does not measure the input of a {type(layer).__name__}")
 
 
 def _standardized_sum(x: Tensor, dims: tuple[int, ...], norm: str) -> Tensor:
@@ -186,15 +269,28 @@ class InputProbe:
         self._count = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def attach(self, layer: nn.Module) -> None:
-        """Measure the inputs of ``layer`` from now on."""
-        self._handles.append(layer.register_forward_pre_hook(self._record))
+    def attach(self, layer: nn.Module, inputs: Inputs | None = None) -> None:
+        """Measure the inputs of ``layer`` from now on: by default its first argument;
+        ``inputs`` picks others from the call's ``(args, kwargs)``, and the
+        measurement is then the mean of theirs (a tensor passed twice is measured once)."""
+        select = first_input if inputs is None else inputs
 
-    def _record(self, layer: nn.Module, args: tuple) -> None:
-        if not (layer.training and torch.is_grad_enabled()) or not args:
+        def record(layer: nn.Module, args: tuple, kwargs: dict) -> None:
+            self._record(layer, select(args, kwargs))
+
+        self._handles.append(layer.register_forward_pre_hook(record, with_kwargs=True))
+
+    def _record(self, layer: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        if not (layer.training and torch.is_grad_enabled()) or not inputs:
             return
         with torch.no_grad():
-            self.add(self._statistic(layer, args[0].detach(), self._norm))
+            seen: dict[int, Tensor] = {}
+            values = []
+            for x in inputs:
+                if id(x) not in seen:
+                    seen[id(x)] = self._statistic(layer, x.detach(), self._norm)
+                values.append(seen[id(x)])
+            self.add(values[0] if len(values) == 1 else torch.stack(values).mean(0))
 
     def add(self, value: Tensor) -> None:
         """Record one measurement (the hook's job; public for benchmarks and tests)."""

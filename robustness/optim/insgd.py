@@ -1,11 +1,14 @@
 """INSGD, input-normalized SGD with momentum, in paper and reference mode.
 
-Only the weights of ``nn.Linear`` and ``nn.Conv2d`` layers are normalized; every
-other parameter (biases, normalization layers, ...) takes plain SGD with momentum.
-Forward pre-hooks measure each normalized layer's input (``_input_stats``).
+The weights of ``nn.Linear``, ``nn.Conv2d`` and ``nn.Conv1d`` layers and the input
+projection of ``nn.MultiheadAttention`` are normalized; every other parameter
+(biases, normalization layers, embeddings, attention's output projection, ...)
+takes plain SGD with momentum. ``_input_stats`` says why for each layer type, and
+:attr:`INSGD.normalized_fraction` how much of a model that is. Forward pre-hooks
+measure each normalized layer's input.
 
-Paper mode (ALGORITHMS.md), per normalized weight, with ``p_t`` the batch input
-power::
+Paper mode (the paper's algorithm), per normalized weight, with ``p_t`` the batch
+input power::
 
     P_1 = p_1;  P_t = β·P_{t−1} + (1−β)·p_t
     d = g / max(ln P_t, ε) + wd·w;  buf = d, then μ·buf + (1−τ)·d;  w ← w − lr·buf
@@ -38,10 +41,10 @@ from torch import Tensor, nn
 
 from robustness.errors import UserInputError
 from robustness.optim._input_stats import (
-    NORMALIZED_LAYERS,
     NORMS,
     InputProbe,
     input_power,
+    normalized_weights,
     standardized_input_statistic,
 )
 from robustness.optim._multi_tensor import (
@@ -74,9 +77,10 @@ class INSGD(torch.optim.Optimizer):
 
     Args:
         model: the module to train. Its trainable parameters are optimized; the
-            weights of its ``nn.Linear``/``nn.Conv2d`` layers (grouped and depthwise
-            convolutions included) are normalized, and those layers get a forward
-            pre-hook that measures their input.
+            weights of its ``nn.Linear``/``nn.Conv2d``/``nn.Conv1d`` layers (grouped
+            and depthwise convolutions included) and the input projections of its
+            ``nn.MultiheadAttention`` layers are normalized, and those layers get a
+            forward pre-hook that measures their input.
         lr: learning rate, > 0.
         momentum: ``μ`` in [0, 1).
         beta: input-power momentum ``β`` in [0, 1) (paper mode; unused in reference mode).
@@ -95,11 +99,17 @@ class INSGD(torch.optim.Optimizer):
     ``RuntimeError`` if a normalized weight has a gradient but no recorded input
     since the previous step (a step before any forward pass, or after ``close()``).
 
+    ``normalized_fraction``: the share of the trainable parameters (by count) that
+    are input-normalized, the rest being stepped as plain SGD with momentum; the
+    trial record's ``insgd_normalized_fraction``.
+
     State per parameter: ``momentum_buffer``; per normalized weight in paper mode
     also ``input_power`` (``P``, 0-dim). Both are in ``state_dict()``. ``mode`` and
     ``norm`` are fixed at construction (they decide what the hooks measure), so
     they are attributes, not param-group entries. For a grouped convolution the
-    paper-mode ``P`` is one scalar per layer (averaged over the groups too).
+    paper-mode ``P`` is one scalar per layer (averaged over the groups too), and so
+    for an attention's fused input projection (averaged over its query, key and
+    value inputs).
     Call :meth:`close` (or use ``with INSGD(...) as opt:``) to remove the hooks;
     they are also removed when the optimizer is garbage-collected.
     """
@@ -160,12 +170,14 @@ class INSGD(torch.optim.Optimizer):
         statistic = input_power if mode == "paper" else standardized_input_statistic
         self._probes: dict[Tensor, InputProbe] = {}
         self._layer_names: dict[Tensor, str] = {}
-        for name, layer in model.named_modules():
-            if not isinstance(layer, NORMALIZED_LAYERS) or not layer.weight.requires_grad:
+        for name, layer, weight, inputs in normalized_weights(model):
+            if not weight.requires_grad:
                 continue
-            probe = self._probes.setdefault(layer.weight, InputProbe(statistic, norm))
-            self._layer_names.setdefault(layer.weight, name or type(layer).__name__)
-            probe.attach(layer)
+            probe = self._probes.setdefault(weight, InputProbe(statistic, norm))
+            self._layer_names.setdefault(weight, name or type(layer).__name__)
+            probe.attach(layer, inputs)
+        total = sum(p.numel() for p in params)
+        self.normalized_fraction = sum(w.numel() for w in self._probes) / total
         self._finalizer = weakref.finalize(self, _remove_probes, list(self._probes.values()))
 
     def close(self) -> None:
@@ -416,8 +428,9 @@ def _kernel_repeats(
     and the shape it is viewed as."""
     counts, sizes, targets = [], [], []
     for stat_shape, kernel in zip(stat_shapes, kernels, strict=True):
-        per_value = math.prod(kernel) if len(stat_shape) == 4 else 1
-        target = (*stat_shape[:2], *kernel) if len(stat_shape) == 4 else tuple(stat_shape)
+        conv = len(stat_shape) >= 3  # a convolution's per-input-channel factor
+        per_value = math.prod(kernel) if conv else 1
+        target = (*stat_shape[:2], *kernel) if conv else tuple(stat_shape)
         counts += [per_value] * stat_shape.numel()
         sizes.append(stat_shape.numel() * per_value)
         targets.append(target)

@@ -3,7 +3,7 @@
 Every optimizer is described by the same data (:class:`OptimizerEntry`): its
 class, which constructor argument each swept axis sets (``axes``), whether it
 takes the model or its parameters, and the toolkit's defaults where they differ
-from the class's. The built-ins (DESIGN.md's three, plus Adam and AdamW from
+from the class's. The built-ins (the three under study, plus Adam and AdamW from
 ``torch.optim``):
 
 | name       | ``beta`` (first moment)   | ``beta2`` (second coefficient) |
@@ -18,6 +18,13 @@ from the class's. The built-ins (DESIGN.md's three, plus Adam and AdamW from
 ``torch.optim`` classes themselves; ``sgd``'s default momentum here is 0.9
 (``torch.optim.SGD``'s own default, 0, is plain SGD). An axis path ``betas.0``
 sets one element of a sequence argument, the others keeping their defaults.
+
+Any other ``torch.optim.Optimizer`` subclass is named by import path
+(``package.module:Class``) with the user's own ``axes`` mapping and becomes an
+entry of the same kind (:func:`optimizer_entry`): its fixed arguments are the
+constructor's keywords; it takes the model when its class attribute
+``takes_model`` is true (as INSGD's) or the user says so. An axis the mapping
+leaves out is refused when given a value, never silently ignored.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustness._import_path import is_import_path, resolve_import_path
 from robustness.errors import UserInputError, unknown_choice
 from robustness.optim._validation import (
     check_coefficient,
@@ -43,9 +51,20 @@ from robustness.optim._validation import (
 from robustness.optim.insgd import INSGD
 from robustness.optim.novograd import NovoGrad
 
-__all__ = ["OPTIMIZERS", "OptimizerEntry", "build_optimizer", "optimizer_axes", "optimizer_entry"]
+__all__ = [
+    "AXES",
+    "OPTIMIZERS",
+    "OptimizerEntry",
+    "build_optimizer",
+    "is_builtin",
+    "optimizer_axes",
+    "optimizer_entry",
+    "unmapped_axis_message",
+]
 
 _AXIS_PATH = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\.(\d+))?")
+AXES = ("lr", "beta", "beta2")
+"""The swept axes an optimizer maps to its constructor arguments."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +80,8 @@ class OptimizerEntry:
         takes_model: the constructor's first argument is the model (INSGD hooks
             its layers), not ``model.parameters()``.
         defaults: constructor arguments whose toolkit default differs from the class's.
-        kwargs: the fixed keyword arguments a spec may pass.
+        kwargs: the fixed keyword arguments a spec may pass (None: any, for a
+            class whose constructor takes ``**kwargs``).
         check: extra checks of the final constructor arguments (``UserInputError``).
     """
 
@@ -70,7 +90,7 @@ class OptimizerEntry:
     axes: Mapping[str, str]
     takes_model: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    kwargs: tuple[str, ...] = ()
+    kwargs: tuple[str, ...] | None = ()
     check: Callable[[Mapping[str, Any]], None] | None = None
 
     def swept_axes(self) -> tuple[str, ...]:
@@ -162,11 +182,77 @@ _REGISTRY: dict[str, OptimizerEntry] = {
 OPTIMIZERS: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def optimizer_entry(name: str) -> OptimizerEntry:
-    """The registered optimizer ``name``; ``UserInputError`` listing the names otherwise."""
-    if name not in _REGISTRY:
-        raise unknown_choice("optimizer", name, _REGISTRY)
-    return _REGISTRY[name]
+def optimizer_entry(
+    name: str, *, axes: Mapping[str, str] | None = None, takes: str | None = None
+) -> OptimizerEntry:
+    """The registered optimizer ``name``, or the class ``name`` names by import path.
+
+    Args:
+        name: a registered name (``OPTIMIZERS``) or ``package.module:Class``, a
+            ``torch.optim.Optimizer`` subclass.
+        axes: for a class, which constructor argument each swept axis sets, e.g.
+            ``{"beta": "betas.0", "beta2": "betas.1"}`` (``lr`` sets ``lr`` unless
+            mapped elsewhere). An axis not mapped is refused when given a value.
+        takes: for a class, ``"model"`` (the constructor's first argument is the
+            model) or ``"params"`` (its parameters); default: the class attribute
+            ``takes_model`` if it has one, else ``"params"``.
+
+    Raises:
+        UserInputError: an unknown name; an import path that does not resolve or
+            names no ``torch.optim.Optimizer`` subclass; a bad axes mapping; ``axes``
+            or ``takes`` given for a registered name (its mapping is fixed).
+    """
+    if not is_import_path(name):
+        if name not in _REGISTRY:
+            raise unknown_choice("optimizer", name, _REGISTRY)
+        entry = _REGISTRY[name]
+        if axes is not None or takes is not None:
+            given = "axes" if axes is not None else "takes"
+            raise UserInputError(
+                f"{given} is for an optimizer class given by import path; the built-in "
+                f"{name!r} is fixed: {entry.describe_axes()}"
+            )
+        return entry
+    cls = resolve_import_path(name, "optimizer class")
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        what = f"the class {cls.__qualname__}" if isinstance(cls, type) else type(cls).__name__
+        raise UserInputError(
+            f"optimizer class {name!r} is {what}, not a torch.optim.Optimizer subclass"
+        )
+    if takes not in (None, "model", "params"):
+        raise UserInputError(
+            f"optimizer class {name!r}: takes must be 'model' or 'params', got {takes!r}"
+        )
+    mapping = {"lr": "lr", **dict(axes or {})}
+    parameters = _constructor_parameters(cls)
+    arguments = [p.name for p in parameters[1:]]  # the first is params (or the model)
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    for axis, path in mapping.items():
+        if axis not in AXES:
+            raise UserInputError(
+                f"optimizer class {name!r}: axes maps {axis!r}, which is not a swept axis "
+                f"with a constructor argument; allowed: {', '.join(AXES)} (any other axis "
+                "is passed as the keyword argument of its own name)"
+            )
+        match = _AXIS_PATH.fullmatch(path) if isinstance(path, str) else None
+        if match is None:
+            raise UserInputError(
+                f"optimizer class {name!r}: axes.{axis} is {path!r}, not an argument name "
+                "or 'name.index' (e.g. 'momentum', 'betas.0')"
+            )
+        if match.group(1) not in arguments and not open_ended:
+            raise UserInputError(
+                f"optimizer class {name!r}: axes.{axis} sets {path!r}, but {cls.__qualname__} "
+                f"takes no argument {match.group(1)!r}; its arguments: {', '.join(arguments)}"
+            )
+    set_by_axes = {_AXIS_PATH.fullmatch(path).group(1) for path in mapping.values()}
+    return OptimizerEntry(
+        name=name,
+        cls=cls,
+        axes=mapping,
+        takes_model=takes == "model" or (takes is None and getattr(cls, "takes_model", False)),
+        kwargs=None if open_ended else tuple(a for a in arguments if a not in set_by_axes),
+    )
 
 
 def optimizer_axes(name: str) -> tuple[str, ...]:
@@ -197,15 +283,12 @@ def build_optimizer(
     points = {"lr": lr, "beta": beta, "beta2": beta2}
     for axis, value in points.items():
         if value is not None and axis not in entry.axes:
-            raise UserInputError(
-                f"optimizer {entry.name!r} has no {axis} axis; its axes: "
-                f"{', '.join(entry.swept_axes()) or 'lr only'}"
-            )
-    unknown = sorted(set(kwargs) - set(entry.kwargs))
+            raise UserInputError(unmapped_axis_message(entry, axis))
+    unknown = [] if entry.kwargs is None else sorted(set(kwargs) - set(entry.kwargs))
     if unknown:
         raise UserInputError(
             f"unknown argument(s) {', '.join(map(repr, unknown))} for optimizer {entry.name!r}; "
-            f"allowed: {', '.join(sorted(entry.kwargs))}"
+            f"allowed: {', '.join(sorted(entry.kwargs)) or 'none'}"
         )
     check_positive("lr", lr)
     for axis in ("beta", "beta2"):
@@ -219,7 +302,36 @@ def build_optimizer(
     if entry.check is not None:
         entry.check(arguments)
     target = model if entry.takes_model else model.parameters()
-    return entry.cls(target, **arguments)
+    if is_builtin(entry):
+        return entry.cls(target, **arguments)
+    try:
+        return entry.cls(target, **arguments)
+    except UserInputError:
+        raise
+    except (TypeError, ValueError) as exc:  # torch.optim's way of refusing a value
+        raise UserInputError(
+            f"optimizer class {entry.name!r} refused its arguments: {exc}"
+        ) from None
+
+
+def is_builtin(entry: OptimizerEntry) -> bool:
+    """Whether ``entry`` is a registered optimizer (not a class given by import path)."""
+    return _REGISTRY.get(entry.name) is entry
+
+
+def unmapped_axis_message(entry: OptimizerEntry, axis: str) -> str:
+    """Why ``axis`` cannot be swept for ``entry``, and how to map it for a class."""
+    if is_builtin(entry):
+        return (
+            f"optimizer {entry.name!r} has no {axis} axis; its axes: "
+            f"{', '.join(entry.swept_axes()) or 'lr only'}"
+        )
+    mapped = ", ".join(f"{a} -> {p}" for a, p in entry.axes.items())
+    return (
+        f"optimizer class {entry.name!r} maps no constructor argument to the {axis} axis "
+        f"(its axes: {mapped}); map it with `axes: {{{axis}: <argument>}}` in the spec "
+        f"(`--axis {axis}=<argument>` on the CLI), or do not sweep {axis} for it"
+    )
 
 
 def _set_argument(entry: OptimizerEntry, arguments: dict[str, Any], path: str, value: Any) -> None:
@@ -268,6 +380,15 @@ def public_name(obj: Any) -> str:
         if getattr(module, obj.__qualname__, None) is obj:
             return f"{'.'.join(parts[:i])}.{obj.__qualname__}"
     return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _constructor_parameters(cls: type) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise UserInputError(
+            f"optimizer class {cls.__qualname__}: cannot read its constructor's arguments ({exc})"
+        ) from None
 
 
 def _signature_default(cls: type, argument: str) -> Any:

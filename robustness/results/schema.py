@@ -48,6 +48,7 @@ TRIAL_COLUMNS: dict[str, str] = {
     "best_val_loss": "float64",
     "final_val_acc": "float64",
     "best_val_acc": "float64",
+    "insgd_normalized_fraction": "float64",  # share of parameters INSGD normalizes; NaN: others
     "steps_done": "int64",
     "wall_seconds": "float64",
     "node_id": "string",

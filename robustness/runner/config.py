@@ -55,7 +55,18 @@ class ScheduleConfig(_Strict):
 class TrialConfig(_Strict):
     """One hyperparameter configuration, trained once per seed."""
 
-    optimizer: str
+    optimizer: str = Field(
+        description="a registered optimizer name, or a torch.optim.Optimizer subclass by "
+        "import path (package.module:Class)"
+    )
+    optimizer_axes: dict[str, str] | None = Field(
+        None,
+        description="for a class by import path: the constructor argument each swept axis "
+        "sets, e.g. {beta: betas.0, beta2: betas.1}",
+    )
+    optimizer_takes: Literal["params", "model"] | None = Field(
+        None, description="for a class by import path: what its first argument is"
+    )
     lr: PositiveFloat
     beta: float | None = Field(None, description="first-moment coefficient; None = default")
     beta2: float | None = Field(None, description="second coefficient; None = default")

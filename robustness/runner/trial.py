@@ -48,11 +48,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustness._import_path import is_import_path
 from robustness.data import DATASETS, Dataset, load_dataset
 from robustness.errors import UserInputError, unknown_choice
 from robustness.init_schemes import INIT_SCHEMES, apply_init
 from robustness.models import MODELS, build_model, check_input_kind
-from robustness.optim import OPTIMIZERS, build_optimizer
+from robustness.optim import build_optimizer, optimizer_entry
 from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import TrialConfig
 from robustness.runner.divergence import Divergence, DivergenceWatch
@@ -175,6 +176,7 @@ class RunLog:
     divergence: Divergence | None = None
     final_train_loss: float = math.nan
     final_train_acc: float = math.nan
+    normalized_fraction: float = math.nan  # INSGD's, NaN for other optimizers
     curves: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
@@ -235,13 +237,14 @@ def _train_seed(
     apply_init(model, config.init, generator=_generator(log.seed, _INIT_STREAM), **config.init_args)
     model.to(device)
     optimizer = build_optimizer(
-        config.optimizer,
+        optimizer_entry(config.optimizer, axes=config.optimizer_axes, takes=config.optimizer_takes),
         model,
         lr=config.lr,
         beta=config.beta,
         beta2=config.beta2,
         **config.optimizer_args,
     )
+    log.normalized_fraction = float(getattr(optimizer, "normalized_fraction", math.nan))
     try:
         # budget and learning-rate schedule
         n_train = data.x_train.shape[0]
@@ -404,6 +407,7 @@ def make_record(config: TrialConfig, trial_id: str, log: RunLog, wall_seconds: f
         best_val_loss=_nan_best(min, [r["val_loss"] for r in curves]),
         final_val_acc=last.get("val_acc", math.nan),
         best_val_acc=_nan_best(max, [r["val_acc"] for r in curves]),
+        insgd_normalized_fraction=log.normalized_fraction,
         steps_done=log.steps_done,
         wall_seconds=wall_seconds,
         node_id=socket.gethostname(),
@@ -456,14 +460,15 @@ class _Notifier:
 
 
 def _check_names(config: TrialConfig) -> None:
-    """Refuse unknown registry names before any data is loaded."""
+    """Refuse unknown registry names, and an optimizer class that does not resolve,
+    before any data is loaded (a model or dataset import path resolves where used)."""
+    optimizer_entry(config.optimizer, axes=config.optimizer_axes, takes=config.optimizer_takes)
     for kind, value, allowed in (
-        ("optimizer", config.optimizer, OPTIMIZERS),
         ("model", config.model, MODELS),
         ("dataset", config.dataset, DATASETS),
         ("init scheme", config.init, INIT_SCHEMES),
     ):
-        if value not in allowed:
+        if value not in allowed and not (kind != "init scheme" and is_import_path(value)):
             raise unknown_choice(kind, value, allowed)
 
 

@@ -32,11 +32,16 @@ class OptimizerPlan:
 
     Attributes:
         label: the spec's name for it (the ``optimizer`` results column).
-        base: the registered optimizer it builds (``sgd``, ``insgd``, ``novograd``).
+        base: the registered optimizer it builds (``sgd``, ``insgd``, ...), or the
+            import path of the optimizer class it builds.
         fixed_args: keyword arguments passed on every run (e.g. ``mode``).
         axes: the swept axes that apply, in order: lr, init, beta, beta2, extras.
         sources: for each axis, the spec key path it was written at.
         dropped: ``(axis, why)`` for study axes this optimizer does not sweep.
+        optimizer_axes: for a class by import path (``base`` is then that path),
+            the constructor argument each axis sets; None for a registered one.
+        takes: for a class by import path, ``"model"`` or ``"params"`` if the spec
+            says (None: the class decides).
     """
 
     label: str
@@ -45,6 +50,8 @@ class OptimizerPlan:
     axes: Mapping[str, AxisSpec]
     sources: Mapping[str, str]
     dropped: tuple[tuple[str, str], ...]
+    optimizer_axes: Mapping[str, str] | None = None
+    takes: str | None = None
 
     @property
     def grid_size(self) -> int | None:
@@ -146,6 +153,8 @@ class Plan:
         problem = self.spec.problem
         return TrialConfig(
             optimizer=entry.base,
+            optimizer_axes=None if entry.optimizer_axes is None else dict(entry.optimizer_axes),
+            optimizer_takes=entry.takes,
             lr=params["lr"],
             beta=params.get("beta"),
             beta2=params.get("beta2"),

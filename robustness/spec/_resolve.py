@@ -1,27 +1,34 @@
 """``make_plan``: resolve a spec against the registries, refusing what cannot run.
 
 Checked here, before anything starts (every problem reported, one line each):
-dataset, model and init scheme names and their options; optimizer labels and
-their ``base``; which axes apply to each optimizer (``beta2`` does not apply to
-SGD: a study-wide axis is dropped there, so no duplicate configurations run; an
-override that sets it is refused); the grid sampler's need for finite axes; and
-every optimizer keyword argument and axis value, by building the optimizer on a
-tiny ``nn.Linear``; then, on a spec with no such problem, the combinations of keys
-that are each valid and wrong together (``_combinations``).
+dataset, model and init scheme names and their options (a dataset or model of
+the user's own, by import path, is loaded and built once on the CPU); optimizer
+labels and their ``base`` or ``class`` (an optimizer class by import path, with
+its ``axes`` mapping); which axes apply to each optimizer (``beta2`` does not
+apply to SGD: a study-wide axis is dropped there, so no duplicate configurations
+run; an override that sets it is refused; for a class, an axis its mapping leaves
+out is refused, since the mapping is the user's); the grid sampler's need for
+finite axes; and every optimizer keyword argument and axis value, by building the
+optimizer on a tiny ``nn.Linear``; then, on a spec with no such problem, the
+combinations of keys that are each valid and wrong together (``_combinations``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from robustness._import_path import is_import_path
 from robustness.errors import UserInputError
 from robustness.spec._axis import AxisSpec
 from robustness.spec._combinations import check_combinations
 from robustness.spec._plan import OptimizerPlan, Plan
 from robustness.spec._problems import invalid_spec
-from robustness.spec._schema import CORE_AXES, StudySpec
+from robustness.spec._schema import CORE_AXES, OptimizerSpec, StudySpec
+
+if TYPE_CHECKING:
+    from robustness.optim import OptimizerEntry
 
 _SAMPLER_PACKAGES = {"cmaes": "cmaes"}  # samplers that need a package optuna does not require
 
@@ -74,10 +81,13 @@ def _check_problem(spec: StudySpec, problems: list[str]) -> None:
     from robustness.models import MODELS
 
     problem = spec.problem
+    count = len(problems)
     for key, name, registry, args in (
         ("dataset", problem.dataset, DATASETS, problem.dataset_args),
         ("model", problem.model, MODELS, problem.model_args),
     ):
+        if is_import_path(name):
+            continue  # checked below, by calling it
         if name not in registry:
             problems.append(
                 f"problem.{key}: unknown {key} {name!r}; allowed: {', '.join(registry)}"
@@ -86,34 +96,53 @@ def _check_problem(spec: StudySpec, problems: list[str]) -> None:
         unknown = _unknown_options(registry[name], args)
         if unknown:
             problems.append(f"problem.{key}_args: {unknown} for {key} {name!r}")
+    user_code = is_import_path(problem.dataset) or is_import_path(problem.model)
+    if user_code and len(problems) == count:
+        _check_user_code(spec, problems)
+
+
+def _check_user_code(spec: StudySpec, problems: list[str]) -> None:
+    """Load the dataset and build the model once, on the CPU, when either is the
+    user's own code by import path: an import that fails, options the function does
+    not take, or a result that breaks the contract (a loader that returns no
+    ``Dataset``, a factory that returns no ``nn.Module``) is refused now, not in
+    every trial. The global RNG is left as it was."""
+    import torch
+
+    from robustness.data import load_dataset
+    from robustness.models import build_model
+
+    problem = spec.problem
+    try:
+        data = load_dataset(problem.dataset, root=problem.data_root, **problem.dataset_args)
+    except UserInputError as exc:
+        problems.append(f"problem.dataset: {exc}")
+        return
+    except Exception as exc:  # the user's loader may raise anything
+        problems.append(f"problem.dataset: {problem.dataset!r} raised {type(exc).__name__}: {exc}")
+        return
+    with torch.random.fork_rng(devices=[]):
+        try:
+            build_model(problem.model, data.input_shape, data.num_outputs, **problem.model_args)
+        except UserInputError as exc:
+            problems.append(f"problem.model: {exc}")
+        except Exception as exc:  # the user's factory may raise anything
+            problems.append(f"problem.model: {problem.model!r} raised {type(exc).__name__}: {exc}")
 
 
 def _resolve_optimizer(spec: StudySpec, label: str, problems: list[str]) -> OptimizerPlan | None:
-    from robustness.optim import OPTIMIZERS, optimizer_axes
+    from robustness.optim import unmapped_axis_message
 
     entry = spec.optimizers[label]
     where = f"optimizers.{label}"
-    if entry.base is not None and entry.base not in OPTIMIZERS:
-        problems.append(
-            f"{where}.base: unknown optimizer {entry.base!r}; allowed: {', '.join(OPTIMIZERS)}"
-        )
+    built = _optimizer_entry(entry, label, where, problems)
+    if built is None:
         return None
-    if entry.base is not None and label in OPTIMIZERS and entry.base != label:
-        problems.append(
-            f"{where}.base: the label {label!r} is itself an optimizer; give this entry "
-            f"another label to build {entry.base!r}"
-        )
-        return None
-    base = entry.base or label
-    if base not in OPTIMIZERS:
-        problems.append(
-            f"{where}: {label!r} is not an optimizer ({', '.join(OPTIMIZERS)}); "
-            f"a label of your own needs `base: <optimizer>`"
-        )
-        return None
+    base = built.name
+    user_class = entry.class_ is not None
 
     count = len(problems)
-    applies = set(optimizer_axes(base))
+    applies = set(built.swept_axes())
     axes: dict[str, AxisSpec] = {}
     sources: dict[str, str] = {}
     dropped: list[tuple[str, str]] = []
@@ -122,7 +151,13 @@ def _resolve_optimizer(spec: StudySpec, label: str, problems: list[str]) -> Opti
         if name in overrides:
             continue
         if name in ("beta", "beta2") and name not in applies and axis is not None:
-            dropped.append((name, f"does not apply to {base}"))
+            if user_class:  # a mapping the user wrote: an axis left out is a mistake
+                problems.append(
+                    f"{where}: {unmapped_axis_message(built, name)} (the study sweeps it at "
+                    f"space.{name}; `space: {{{name}: null}}` under {where} drops it here)"
+                )
+            else:
+                dropped.append((name, f"does not apply to {base}"))
         elif axis is not None:
             axes[name], sources[name] = axis, f"space.{name}"
     for name, axis in overrides.items():
@@ -130,10 +165,13 @@ def _resolve_optimizer(spec: StudySpec, label: str, problems: list[str]) -> Opti
         if name == "lr" and axis is None:
             problems.append(f"{path}: the learning rate cannot be dropped; give its values")
         elif name in ("beta", "beta2") and name not in applies and axis is not None:
-            problems.append(
-                f"{path}: {name} does not apply to {base} (its axes: "
-                f"{', '.join(sorted(applies)) or 'none'}); remove it"
-            )
+            if user_class:
+                problems.append(f"{path}: {unmapped_axis_message(built, name)}")
+            else:
+                problems.append(
+                    f"{path}: {name} does not apply to {base} (its axes: "
+                    f"{', '.join(sorted(applies)) or 'none'}); remove it"
+                )
         elif axis is None:
             dropped.append((name, f"dropped by {path}"))
         else:
@@ -155,7 +193,7 @@ def _resolve_optimizer(spec: StudySpec, label: str, problems: list[str]) -> Opti
     if "init" in axes:
         _check_inits(spec, axes["init"], sources["init"], problems)
     if len(problems) == count:
-        _probe_optimizer(base, entry.fixed_args, axes, sources, where, problems)
+        _probe_optimizer(built, entry.fixed_args, axes, sources, where, problems)
     return OptimizerPlan(
         label=label,
         base=base,
@@ -163,7 +201,65 @@ def _resolve_optimizer(spec: StudySpec, label: str, problems: list[str]) -> Opti
         axes=axes,
         sources=sources,
         dropped=tuple(dropped),
+        optimizer_axes=dict(entry.axes) if entry.axes is not None else None,
+        takes=entry.takes,
     )
+
+
+def _optimizer_entry(
+    entry: OptimizerSpec, label: str, where: str, problems: list[str]
+) -> OptimizerEntry | None:
+    """What an optimizer entry builds: the registered optimizer its label or ``base``
+    names, or the class its ``class`` names (with ``axes`` and ``takes``)."""
+    from robustness.optim import OPTIMIZERS, optimizer_entry
+
+    if entry.class_ is not None:
+        if entry.base is not None:
+            problems.append(
+                f"{where}: give base (a registered optimizer) or class (an import path), not both"
+            )
+            return None
+        if label in OPTIMIZERS:
+            problems.append(
+                f"{where}.class: the label {label!r} is itself a registered optimizer; give "
+                f"this entry another label to build {entry.class_!r}"
+            )
+            return None
+        try:
+            return optimizer_entry(entry.class_, axes=entry.axes, takes=entry.takes)
+        except UserInputError as exc:
+            problems.append(f"{where}.class: {exc}")
+            return None
+    for key in ("axes", "takes"):
+        if getattr(entry, key) is not None:
+            problems.append(
+                f"{where}.{key}: only for an optimizer class given by import path "
+                f"(`class: package.module:Class`); a registered optimizer's mapping is fixed "
+                "(`robustness list optimizers` shows it)"
+            )
+            return None
+    if entry.base is not None and entry.base not in OPTIMIZERS:
+        hint = "; a class by import path goes under `class:`" if ":" in entry.base else ""
+        problems.append(
+            f"{where}.base: unknown optimizer {entry.base!r}; allowed: {', '.join(OPTIMIZERS)}"
+            + hint
+        )
+        return None
+    if entry.base is not None and label in OPTIMIZERS and entry.base != label:
+        problems.append(
+            f"{where}.base: the label {label!r} is itself an optimizer; give this entry "
+            f"another label to build {entry.base!r}"
+        )
+        return None
+    base = entry.base or label
+    if base not in OPTIMIZERS:
+        problems.append(
+            f"{where}: {label!r} is not an optimizer ({', '.join(OPTIMIZERS)}); "
+            f"a label of your own needs `base: <optimizer>`, or `class: package.module:Class` "
+            "for an optimizer class of your own"
+        )
+        return None
+    return optimizer_entry(base)
 
 
 def _check_inits(spec: StudySpec, axis: AxisSpec, source: str, problems: list[str]) -> None:
@@ -189,7 +285,7 @@ def _check_inits(spec: StudySpec, axis: AxisSpec, source: str, problems: list[st
 
 
 def _probe_optimizer(
-    base: str,
+    base: OptimizerEntry,
     fixed_args: Mapping[str, Any],
     axes: Mapping[str, AxisSpec],
     sources: Mapping[str, str],
@@ -205,7 +301,7 @@ def _probe_optimizer(
     error = _build_error(base, fixed_args, core)
     if error:
         point = ", ".join(f"{k}={v!r}" for k, v in core.items())
-        problems.append(f"{where}: {error} (building {base} with {point})")
+        problems.append(f"{where}: {error} (building {base.name} with {point})")
         return
     for name in [n for n in first if n not in core]:
         error = _build_error(base, fixed_args, {**core, name: first[name]})
@@ -220,11 +316,13 @@ def _probe_optimizer(
         for value in axis.extreme_values()[1:]:
             error = _build_error(base, fixed_args, {**first, name: value})
             if error:
-                problems.append(f"{sources[name]}: value {value!r} refused by {base}: {error}")
+                problems.append(f"{sources[name]}: value {value!r} refused by {base.name}: {error}")
                 break
 
 
-def _build_error(base: str, fixed_args: Mapping[str, Any], point: Mapping[str, Any]) -> str | None:
+def _build_error(
+    base: OptimizerEntry, fixed_args: Mapping[str, Any], point: Mapping[str, Any]
+) -> str | None:
     from torch import nn
 
     from robustness.optim import build_optimizer

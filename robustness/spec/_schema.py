@@ -146,12 +146,29 @@ class SpaceSpec(BaseModel):
 
 
 class OptimizerSpec(BaseModel):
-    """One optimizer entry: ``base`` (when the label is not a registered name), axis
-    overrides under ``space``, and any other key is a fixed keyword argument."""
+    """One optimizer entry: ``base`` (when the label is not a registered name) or
+    ``class`` (a ``torch.optim.Optimizer`` subclass by import path, with ``axes``
+    and ``takes``), axis overrides under ``space``, and any other key is a fixed
+    keyword argument."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     base: str | None = Field(None, description="registered optimizer name, if the label is not one")
+    class_: str | None = Field(
+        None,
+        alias="class",
+        description="a torch.optim.Optimizer subclass by import path, package.module:Class",
+    )
+    axes: dict[str, str] | None = Field(
+        None,
+        description="with class: the constructor argument each swept axis sets, e.g. "
+        "{beta: betas.0, beta2: betas.1}",
+    )
+    takes: Literal["params", "model"] | None = Field(
+        None,
+        description="with class: whether its first argument is the model's parameters or the "
+        "model (default: the class attribute takes_model, else params)",
+    )
     space: SpaceSpec | None = Field(None, description="this optimizer's axis overrides")
 
     @model_validator(mode="before")
