@@ -24,7 +24,7 @@ def test_counts_runs_and_outcomes_including_a_resumed_studys(tmp_path):
     bar.set_done(4, {"converged": 9, "diverged": 2, "error": 1, "n_trials": 5})
     bar.configuration_done({"converged": 1, "diverged": 1, "stalled": 1, "error": 0}, "a-0004")
     assert bar.done == 5 and bar.runs_done == 15
-    assert bar.outcomes == {"converged": 10, "diverged": 3, "stalled": 1, "error": 1}
+    assert bar.outcomes == {"converged": 10, "diverged": 3, "stalled": 1, "error": 1, "pruned": 0}
     line = bar.line()
     assert "configurations 5/10; runs 15/30; converged 10, diverged 3, stalled 1, error 1" in line
 

@@ -138,8 +138,19 @@ class StudyProgress:
         self._update(completed=self.done)
 
     def _fields(self) -> dict[str, str]:
-        outcomes = ", ".join(f"{k} {v}" for k, v in self.outcomes.items() if k != "converged")
-        return {"runs": f"{self.runs_done}/{self.total * self.seeds}", "outcomes": outcomes}
+        return {
+            "runs": f"{self.runs_done}/{self.total * self.seeds}",
+            "outcomes": self._outcome_text(converged=False),
+        }
+
+    def _outcome_text(self, *, converged: bool) -> str:
+        """``diverged 3, stalled 1, error 0``; ``pruned`` only once a run was pruned
+        (only a study with a scheduler has any)."""
+        return ", ".join(
+            f"{k} {v}"
+            for k, v in self.outcomes.items()
+            if (converged or k != "converged") and (v or k != "pruned")
+        )
 
     def _update(self, **changes: Any) -> None:
         if self._progress is not None:
@@ -174,7 +185,7 @@ class StudyProgress:
         parts = [
             f"[{_duration(elapsed)}] configurations {self.done}/{self.total}",
             f"runs {self.runs_done}/{self.total * self.seeds}",
-            ", ".join(f"{k} {v}" for k, v in self.outcomes.items()),
+            self._outcome_text(converged=True),
         ]
         running = self.running_text()
         if running:
