@@ -223,7 +223,9 @@ def test_fractional_gpu_study_runs_two_trials_per_gpu(tmp_path):
     assert (trials["outcome"] != "error").sum() == 5  # only the nesterov/beta=0 configuration
 
 
-def test_asha_prunes_some_configurations_and_records_the_finished_ones(tmp_path, ray_session):
+def test_asha_prunes_in_budget_fractions_and_every_configuration_x_seed_is_a_row(
+    tmp_path, ray_session
+):
     from robustness.engine import run_study
 
     spec = write_spec(
@@ -232,14 +234,31 @@ def test_asha_prunes_some_configurations_and_records_the_finished_ones(tmp_path,
         space={"lr": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]},
         problem={**SMALL["problem"], "steps": 60},
         seeds=[0, 1],
-        search={"sampler": "grid", "scheduler": {"name": "asha", "grace_period": 2}},
+        search={"sampler": "grid", "scheduler": {"name": "asha", "grace_period": 0.5}},
     )
     out = run_study(str(spec), tmp_path / "out", progress=False, report=False)
     study = optuna.load_study(study_name="tiny/novograd", storage=f"sqlite:///{out / 'optuna.db'}")
     states = {t.user_attrs["trial_id"]: t.state for t in study.trials}
     assert len(states) == 6
     assert set(states.values()) == {TrialState.COMPLETE, TrialState.PRUNED}
-    finished = sorted(k for k, state in states.items() if state == TrialState.COMPLETE)
     trials = pd.read_parquet(out / "trials.parquet")
-    assert sorted(trials["trial_id"].unique()) == finished  # pruned ones have no rows
-    assert len(trials) == 2 * len(finished) and trials["run_id"].is_unique
+    # nothing planned is missing: 6 configurations x 2 seeds, pruned ones included
+    assert len(trials) == 12 and trials["run_id"].is_unique
+    assert sorted(trials["trial_id"].unique()) == sorted(states)
+    curves = pd.read_parquet(out / "curves.parquet")
+    for trial_id, state in states.items():
+        runs = trials[trials["trial_id"] == trial_id].sort_values("seed")
+        if state == TrialState.COMPLETE:
+            assert not runs["outcome"].eq("pruned").any()
+            continue
+        assert runs["outcome"].iloc[-1] == "pruned"
+        stopped = runs[runs["outcome"] == "pruned"].iloc[0]
+        seed_index = int(runs["seed"].tolist().index(stopped["seed"]))
+        # grace_period 0.5 is half of one run's budget (30 of 60 steps), so no
+        # configuration is stopped before it: never at step 0, never at step 10 or 20
+        assert seed_index * 60 + stopped["steps_done"] >= 30
+        if stopped["steps_done"] > 0:  # its partial curve, up to the step it reached
+            steps = curves.loc[curves["run_id"] == stopped["run_id"], "step"].tolist()
+            assert steps[0] == 0 and steps[-1] == stopped["steps_done"] < 60
+        later = runs[runs["seed"] > stopped["seed"]]
+        assert (later["outcome"] == "pruned").all() and (later["steps_done"] == 0).all()

@@ -206,6 +206,45 @@ def test_trial_stopped_without_result_is_asked_again_unless_a_scheduler_pruned_i
             assert _one(searcher, "ray1")["params"] == config["params"]
 
 
+def test_a_pruned_configuration_always_ends_with_its_part(tmp_path):
+    """Told PRUNED when the scheduler stops it; its worker writes the part later.
+    ``settle_pruned`` waits for it, and writes ``pruned`` rows for one never written."""
+    searcher = OptunaStudySearcher(
+        [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)],
+        study_name="s",
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        direction="minimize",
+        results_dir=str(tmp_path),
+        pruning=True,
+    )
+    written, lost = _one(searcher, "ray0"), _one(searcher, "ray1")
+    searcher.on_trial_complete("ray0", {"objective": 0.4, "training_iteration": 3})
+    searcher.on_trial_complete("ray1", {"objective": 0.9, "training_iteration": 2})
+    _finish(tmp_path, written, objective=0.4, outcome="pruned")  # the worker's part
+    assert searcher.settle_pruned(wait_seconds=0.0) == [lost["trial_id"]]
+    rows = store.read_part_records(tmp_path, lost["trial_id"])
+    assert rows[["outcome", "steps_done"]].to_dict("records") == [
+        {"outcome": "pruned", "steps_done": 0}
+    ]
+    assert rows["error"].isna().all()
+    assert store.read_part_records(tmp_path, written["trial_id"])["steps_done"].tolist() == [3]
+    store.write_tables(tmp_path, searcher.done_trial_ids())  # every done trial has its part
+
+
+def test_resume_abandons_a_running_trial_whose_part_was_cut_short_by_shutdown(tmp_path):
+    """Tune stopping its trials on Ctrl-C makes the workers write ``pruned`` parts;
+    the driver never told Optuna, so such a trial is run again, not kept."""
+    first = _searcher(tmp_path, [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)])
+    config = _one(first, "ray0")
+    _finish(tmp_path, config, objective=0.4, outcome="pruned")
+    del first
+    second = _searcher(tmp_path, [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)])
+    (trial, *_) = _load(tmp_path, "s/a").trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs["abandoned"] is True
+    assert config["trial_id"] not in second.done_trial_ids()
+    assert _one(second, "ray1")["params"] == config["params"]
+
+
 # --- packing: several configurations per Ray trial -----------------------------------
 
 

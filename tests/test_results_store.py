@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 
 from robustness.results import store
 from robustness.results.schema import CURVE_COLUMNS, CURVES_FILE, TRIAL_COLUMNS, TRIALS_FILE
@@ -74,6 +75,15 @@ def test_no_parts_give_empty_tables_with_the_schema(tmp_path):
     assert store.write_tables(tmp_path, []) == (0, 0)
     trials = pd.read_parquet(tmp_path / TRIALS_FILE)
     assert list(trials.columns) == list(TRIAL_COLUMNS) and len(trials) == 0
+
+
+def test_a_finished_trial_without_a_part_fails_loudly_and_writes_nothing(tmp_path):
+    store.write_part(tmp_path, "sgd-0000", [_record("sgd-0000", 0)], [])
+    with pytest.raises(
+        store.MissingPartsError, match=r"1 finished configuration\(s\) have no part .*: sgd-0001"
+    ):
+        store.write_tables(tmp_path, ["sgd-0000", "sgd-0001"])
+    assert not (tmp_path / TRIALS_FILE).exists()
 
 
 def test_parts_written_by_pandas_join_arrow_parts(tmp_path):

@@ -337,3 +337,33 @@ def test_cuda_run_trains_with_data_and_generators_on_the_gpu():
     assert again.records[0]["final_train_loss"] == pytest.approx(
         result.records[0]["final_train_loss"], rel=1e-3
     )
+
+
+def test_a_stopped_trial_records_every_seed_as_pruned_with_its_partial_curve():
+    from robustness.runner import TrialStopped
+
+    events = []
+
+    def stop_at_seed_1_step_40(event):
+        events.append(event)
+        if (event["seed_index"], event["step"]) == (1, 40):
+            raise TrialStopped
+
+    result = run_trial(config(seeds=(0, 1, 2), steps=80), callback=stop_at_seed_1_step_40)
+    done, stopped, never = result.records
+    assert result.stopped
+    assert done["outcome"] == "converged" and done["steps_done"] == 80
+    # the stopped seed: its curve up to the step it reached, its values there
+    assert (stopped["outcome"], stopped["steps_done"]) == ("pruned", 40)
+    curve = [c for c in result.curves if c["run_id"] == "local-s1"]
+    assert [c["step"] for c in curve] == [0, 20, 40]
+    assert stopped["final_val_loss"] == curve[-1]["val_loss"]
+    assert math.isnan(stopped["final_train_loss"])  # measured only at the end
+    assert stopped["objective"] == min(curve[-1]["val_loss"], stopped["initial_val_loss"])
+    # the seed never started: a record, nothing measured
+    assert (never["outcome"], never["steps_done"], never["seed"]) == ("pruned", 0, 2)
+    assert math.isnan(never["initial_loss"]) and math.isnan(never["objective"])
+    assert [c for c in result.curves if c["run_id"] == "local-s2"] == []
+    assert result.objective == pytest.approx((done["objective"] + stopped["objective"]) / 2)
+    # events carry the step-0 values the scheduler's reports are capped with
+    assert events[-1]["initial_val_loss"] == stopped["initial_val_loss"]

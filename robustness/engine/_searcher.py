@@ -36,8 +36,13 @@ died ``resources.max_retries`` times before it tells the searcher), FAIL with
 ``error`` records for the configuration that was running (the first of its pack
 without a part; ``error`` holds the tries and the last cause from Tune's error
 file) and FAIL + ``abandoned`` (asked again) for the ones after it, which
-never started; PRUNED when a scheduler stopped it; FAIL + ``abandoned`` when it
-ended without a result otherwise. User attrs: ``trial_id`` (the results' trial id),
+never started; PRUNED when a scheduler stopped it (its worker writes its part, of
+``pruned`` runs, after Tune stops it: ``settle_pruned`` waits for those parts at
+the end and writes ``pruned`` records with nothing measured for any a worker did
+not write, so no planned run is ever missing); FAIL + ``abandoned`` when it ended
+without a result otherwise. On resume, a trial left RUNNING whose part holds
+``pruned`` runs was stopped by Tune shutting down, not by the scheduler: it is
+abandoned and asked again. User attrs: ``trial_id`` (the results' trial id),
 outcome counts ``n_converged`` ... ``n_error``, ``node_id``.
 
 Faults of the results directory:
@@ -55,6 +60,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +172,7 @@ class OptunaStudySearcher(Searcher):
         self._studies: dict[str, optuna.Study] = {}
         self._remaining: dict[str, int] = {}
         self._live: dict[str, list[_Asked]] = {}
+        self._pruned: dict[str, tuple[LabelSearch, dict[str, Any]]] = {}  # part pending
         self._turn = 0
         for entry in labels:
             study = optuna.create_study(
@@ -181,14 +188,22 @@ class OptunaStudySearcher(Searcher):
     # -- resume -------------------------------------------------------------------
 
     def _reconcile(self, entry: LabelSearch, study: optuna.Study) -> int:
-        """Close trials a dead driver left RUNNING; return how many are done."""
+        """Close trials a dead driver left RUNNING, give a pruned trial of an earlier
+        session without a part its records; return how many are done."""
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             trial_id = frozen.user_attrs.get("trial_id")
             part = store.intact_part(self._results_dir, trial_id) if trial_id else None
             if part is not None:
-                self._tell(study, frozen.number, summarize(part.to_dict("records")))
-                continue
+                summary = summarize(part.to_dict("records"))
+                if not summary["counts"].get("pruned"):  # else cut short by a shutdown
+                    self._tell(study, frozen.number, summary)
+                    continue
             _abandon(study, entry, frozen.number, frozen.params)
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+            trial_id = frozen.user_attrs.get("trial_id")
+            if trial_id and store.intact_part(self._results_dir, trial_id) is None:
+                self._pruned[trial_id] = (entry, dict(frozen.params))
+        self.settle_pruned(wait_seconds=0.0)
         self._rerun_damaged(entry, study)
         lost = lost_parts(study)
         return sum(1 for t in study.get_trials(deepcopy=False) if counts_as_done(t, lost))
@@ -202,7 +217,7 @@ class OptunaStudySearcher(Searcher):
         for frozen in study.get_trials(deepcopy=False):
             trial_id = frozen.user_attrs.get("trial_id")
             if frozen.state == TrialState.PRUNED or not counts_as_done(frozen, lost):
-                continue  # a pruned configuration has no part
+                continue  # a pruned configuration's part was settled above
             if trial_id and store.intact_part(self._results_dir, trial_id) is None:
                 damaged.append(trial_id)
                 store.set_aside(self._results_dir, trial_id)
@@ -278,6 +293,7 @@ class OptunaStudySearcher(Searcher):
                     iteration = int((result or {}).get("training_iteration", 0))
                     asked.trial.report(float(last), iteration)
                 study.tell(asked.trial, state=TrialState.PRUNED)
+                self._pruned[asked.our_id] = (asked.entry, dict(asked.trial.params))
             else:  # never ran, or stopped without a result (Tune shutting down): ask again
                 _abandon(study, asked.entry, number, asked.trial.params)
                 self._remaining[asked.entry.label] += 1
@@ -344,6 +360,31 @@ class OptunaStudySearcher(Searcher):
     def done_counts(self) -> dict[str, int]:
         """Runs per outcome of every configuration that counts as done."""
         return done_counts(self._studies.values())
+
+    def settle_pruned(self, wait_seconds: float = 10.0) -> list[str]:
+        """Make sure every configuration told PRUNED has its part.
+
+        Its worker writes the part after Tune stops it, so this waits up to
+        ``wait_seconds`` for those parts; for one still missing (the worker was
+        ended before it could write) it writes one ``pruned`` record per seed with
+        nothing measured. Returns the trial ids it wrote records for.
+        """
+        deadline = time.monotonic() + wait_seconds
+        while self._pruned:
+            for trial_id in [t for t in self._pruned if store.has_part(self._results_dir, t)]:
+                del self._pruned[trial_id]
+            if not self._pruned or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        written = []
+        for trial_id, (entry, params) in sorted(self._pruned.items()):
+            rows = entry.error_records(trial_id, params, "")
+            for row in rows:
+                row.update(outcome="pruned", error=None)
+            store.write_part(self._results_dir, trial_id, rows, [])
+            written.append(trial_id)
+        self._pruned.clear()
+        return written
 
     def done_trial_ids(self) -> list[str]:
         """The results' trial ids of every configuration that counts as done."""

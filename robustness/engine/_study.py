@@ -6,7 +6,9 @@ trials ─ one Optuna study per optimizer label behind ``OptunaStudySearcher`` �
 Ray Tune ``Tuner`` runs ``train_pack`` (one Ray trial per pack of configurations,
 ``resources.configs_per_trial``; each configuration on all seeds, one after another)
 ─ each finished configuration persists its part ─ the final tables are built from
-the parts of the configurations Optuna counts as done ─ report ─ shut Ray down.
+the parts of the configurations Optuna counts as done, in a ``finally`` (so also
+after Ctrl-C or an error: any results directory can be reported) ─ report ─ shut
+Ray down.
 
 Packing: Ray's cost per trial (scheduling, actor calls, result processing: tens of
 milliseconds of driver time, more on a busy machine) is paid once per pack rather
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +43,7 @@ from robustness.engine import _cluster, _lock, _optuna_storage
 from robustness.engine._progress import StudyProgress
 from robustness.engine._samplers import make_sampler
 from robustness.engine._searcher import LabelSearch, OptunaStudySearcher
-from robustness.engine._trainable import error_records, trial_payload
+from robustness.engine._trainable import PROGRESS, error_records, trial_payload
 from robustness.errors import StudyStoppedError, UserInputError
 from robustness.results import store
 from robustness.results.schema import LOCK_FILE, OPTUNA_FILE, PROVENANCE_KEY, SPEC_FILE
@@ -154,6 +157,7 @@ def _run_tuner(
     from robustness.engine._trainable import pack_name, train_pack
 
     scheduler = _scheduler(spec)
+    searcher: OptunaStudySearcher | None = None
     name = spec.name
     storage = _optuna_storage.open_journal(out, out / OPTUNA_FILE)
     device = "cuda" if gpu > 0 else "cpu"
@@ -217,13 +221,35 @@ def _run_tuner(
                     len(searcher.reran),
                     ", ".join(searcher.reran),
                 )
-            store.write_tables(out, searcher.done_trial_ids())
-    finally:  # also after an interrupt: optuna.db shows what was done
+    finally:  # also after an interrupt: the tables and optuna.db show what was done
         try:
-            _optuna_storage.export_sqlite(storage, out / OPTUNA_FILE)
-        except OSError as exc:  # the journal still holds every operation
-            _log.warning("optuna.db not written (%s); optuna.journal holds the study", exc)
-        _optuna_storage.close_journal(storage)
+            if searcher is not None:
+                _write_tables(out, searcher, failing=sys.exc_info()[0] is not None)
+        finally:
+            try:
+                _optuna_storage.export_sqlite(storage, out / OPTUNA_FILE)
+            except OSError as exc:  # the journal still holds every operation
+                _log.warning("optuna.db not written (%s); optuna.journal holds the study", exc)
+            _optuna_storage.close_journal(storage)
+
+
+def _write_tables(out: Path, searcher: OptunaStudySearcher, *, failing: bool) -> None:
+    """The final tables from the parts of every configuration Optuna counts as done
+    (pruned ones included, ``settle_pruned``). While another exception is on its way
+    out (Ctrl-C, a crash, a study stopped) a failure here is a warning, so it does not
+    hide that one."""
+    try:
+        searcher.settle_pruned()
+        store.write_tables(out, searcher.done_trial_ids())
+    except Exception as exc:
+        if not failing:
+            raise
+        warnings.warn(
+            f"the study stopped early and its tables could not be written: "
+            f"{type(exc).__name__}: {exc}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def _stopped(out: Path, cause: str) -> StudyStoppedError:
@@ -288,10 +314,13 @@ def _label_search(
 def _scheduler(spec: StudySpec) -> TrialScheduler | None:
     """ASHA on the per-evaluation objective reports (see ``_trainable``), or None.
 
-    ``max_t`` is set beyond any trial's number of reports: ASHA stops a trial that
-    reaches ``max_t``, and a trial stopped before its final report never persists
-    its records. A trial ASHA stops early is told PRUNED in ``optuna.db`` (with its
-    last reported value as an intermediate value) and has no rows in the tables.
+    Time is ``progress``, in runs (seed index + fraction of that seed's budget), so
+    ``grace_period`` is in the unit the spec documents: 0.25 is a quarter of the
+    first seed's budget; step 0 is never reported, so it is never a rung. ``max_t``
+    is set beyond any trial's progress (ASHA stops a trial that reaches it, and the
+    last rungs are never reached). A trial ASHA stops early is told PRUNED in
+    ``optuna.db`` (with its last reported value as an intermediate value) and its
+    runs are rows with outcome ``pruned``.
     """
     options = spec.search.scheduler
     if options is None:
@@ -299,7 +328,7 @@ def _scheduler(spec: StudySpec) -> TrialScheduler | None:
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(
-        time_attr="training_iteration",
+        time_attr=PROGRESS,
         metric="objective",
         mode="min" if spec.search.direction == "minimize" else "max",
         max_t=_ASHA_MAX_T,

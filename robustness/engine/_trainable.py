@@ -29,17 +29,29 @@ Faults outside the run:
   persisted before is touched.
 
 What a scheduler (ASHA) sees, only when the study has one (then a pack is one
-configuration, see ``StudySpec.pack_size``): one report per
-evaluation of every seed, in order (seed 0's evaluations, then seed 1's ...), so
-its time attribute ``training_iteration`` counts evaluations across the seeds;
-``objective`` = the evaluation's value of the objective's metric (``val_loss`` for
-``*_val_loss``, ``train_loss`` for ``*_train_loss``, ``val_acc`` for ``*_acc``), a
-non-finite value replaced by the worst value (1e30 for a loss, 0.0 for an
-accuracy). ``progress`` (seed index + fraction of that seed's budget) rides along
-for display. The final report (the seed-aggregated objective, after the part is
-written) comes one iteration after the last evaluation. A trial ASHA stops early
-persists nothing: it is PRUNED in ``optuna.db`` and has no rows in the tables.
-Without a scheduler nothing is reported before the end (less Ray overhead).
+configuration, see ``StudySpec.pack_size``): one report per evaluation of every
+seed after step 0, in order (seed 0's evaluations, then seed 1's ...). Its time
+attribute is ``progress``, in runs: seed index + the fraction of that seed's budget
+done, so ``grace_period: 0.25`` is a quarter of the first seed's budget, as the
+spec documents. The step-0 evaluation, which depends only on the init and the
+seed, is never reported, so it is never a rung. ``objective`` = the evaluation's
+value of the objective's metric (``val_loss`` for ``*_val_loss``, ``train_loss``
+for ``*_train_loss``, ``val_acc`` for ``*_acc``) under the capping rule
+(``capped_value``, against the seed's step-0 value; a seed's last report carries
+its outcome, so a diverged seed reports its untrained value). The final report
+(the seed-aggregated objective, after the part is written) has no ``progress``,
+so the scheduler never takes it for a rung.
+
+A configuration ASHA stops: Tune stops a function trainable by making its next
+``tune.report`` raise ``SystemExit``. The reporter turns that into
+``TrialStopped``, ``run_trial`` records the seed it was training as ``pruned``
+with its partial curve (and every seed not yet started as ``pruned``, nothing
+measured), the part is written as for any configuration, and the trainable ends
+with ``SystemExit(0)`` as Tune expects (no final report: returning would make
+Tune's wrapper report once more, into a session that no longer reads). Every
+configuration x seed the study planned thus ends as a row (the searcher writes
+``pruned`` rows for a stopped worker that could not). Without a scheduler nothing
+is reported before the end (less Ray overhead).
 """
 
 from __future__ import annotations
@@ -53,11 +65,12 @@ from typing import Any
 from robustness.results import store
 from robustness.results.schema import OUTCOMES
 from robustness.runner.config import TrialConfig
-from robustness.runner.outcome import mean_objective
+from robustness.runner.outcome import TrialStopped, capped_value, is_maximized, mean_objective
 
 PACK = "pack"  # the Ray trial config's key: the list of configuration payloads
 SUMMARIES = "configurations"  # the final report's key: JSON of trial id -> summarize()
-PROGRESS = "progress"
+PROGRESS = "progress"  # the scheduler's time attribute, in runs (see the module docstring)
+STOPPED = "stopped"  # a summary's flag: the scheduler stopped the configuration
 RUNNING_EVERY = 2.0  # seconds between two running/<trial_id>.json writes of a configuration
 WRITE_FAILED = "write_failed"  # the final report's key: why a part could not be written
 _WORST_LOSS = 1e30
@@ -100,15 +113,17 @@ def train_pack(config: dict[str, Any]) -> None:
             continue
         report = tune.report if payload["report_evals"] and len(pack) == 1 else None
         try:
-            summaries[trial_id] = run_configuration(payload, node_id=node_id, report=report)
+            summary = run_configuration(payload, node_id=node_id, report=report)
         except OSError as exc:  # the part could not be written: the study must stop
             write_failed = f"writing the part of {trial_id} failed: {type(exc).__name__}: {exc}"
             break
+        summaries[trial_id] = summary
+        if summary.get(STOPPED):  # Tune stopped this trial: end its thread as Tune does
+            raise SystemExit(0)
     finite = [s["objective"] for s in summaries.values() if _finite(s["objective"])]
     tune.report(
         {
             "objective": sum(finite) / len(finite) if finite else math.nan,
-            PROGRESS: float(sum(len(p["trial"]["seeds"]) for p in pack)),
             SUMMARIES: json.dumps(summaries),
             WRITE_FAILED: write_failed,
             "node_id": node_id,
@@ -125,10 +140,12 @@ def run_configuration(
 ) -> dict[str, Any]:
     """Run one configuration of a pack on all its seeds and persist its part.
 
-    Returns ``summarize`` of its records. ``report`` (a scheduler's ``tune.report``)
-    receives one report per evaluation. Never raises for a failing configuration:
-    it is recorded as ``error`` runs.
+    Returns ``summarize`` of its records, with ``STOPPED: True`` when the scheduler
+    stopped it (its part then holds ``pruned`` runs). ``report`` (a scheduler's
+    ``tune.report``) receives one report per evaluation after step 0. Never raises
+    for a failing configuration: it is recorded as ``error`` runs.
     """
+    stopped = False
     config = TrialConfig.model_validate(payload["trial"])
     trial_id = payload["trial_id"]
     running = _RunningWriter(config, payload)
@@ -139,6 +156,7 @@ def run_configuration(
 
         result = run_trial(config, callback=callback, trial_id=trial_id)
         records, curves = [dict(r) for r in result.records], list(result.curves)
+        stopped = result.stopped
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
         records, curves = error_records(config, trial_id, message), []
@@ -148,7 +166,10 @@ def run_configuration(
         record.update(study=payload["study"], optimizer=payload["label"], node_id=node_id)
     store.write_part(payload["results_dir"], trial_id, records, curves)
     running.clear()
-    return summarize(records)
+    summary = summarize(records)
+    if stopped:
+        summary[STOPPED] = True
+    return summary
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -183,6 +204,15 @@ def error_records(config: TrialConfig, trial_id: str, message: str) -> list[dict
     Nothing was measured, not even the initialized model, so the capped objective
     is missing (``capped_value``) and the searcher tells Optuna FAIL.
     """
+    return unmeasured_records(config, trial_id, outcome="error", error=message)
+
+
+def unmeasured_records(
+    config: TrialConfig, trial_id: str, *, outcome: str, error: str | None = None
+) -> list[dict[str, Any]]:
+    """One record per seed with ``outcome`` and nothing measured (``error`` runs of a
+    configuration that could not run; ``pruned`` runs whose part a stopped worker
+    never wrote)."""
     return [
         {
             **config.tags,
@@ -196,8 +226,8 @@ def error_records(config: TrialConfig, trial_id: str, message: str) -> list[dict
             "seed": seed,
             "model": config.model,
             "dataset": config.dataset,
-            "outcome": "error",
-            "error": message,
+            "outcome": outcome,
+            "error": error,
             "steps_done": 0,
             "wall_seconds": 0.0,
             "objective": math.nan,
@@ -209,20 +239,32 @@ def error_records(config: TrialConfig, trial_id: str, message: str) -> list[dict
 def _eval_reporter(
     config: TrialConfig, report: Callable[[dict[str, Any]], None]
 ) -> Callable[[dict[str, Any]], None]:
-    """A run_trial callback that reports each evaluation to the scheduler."""
+    """A run_trial callback that reports each evaluation after step 0 to the
+    scheduler (see the module docstring), and turns Tune's stop into ``TrialStopped``."""
     name = config.objective
-    key = "val_acc" if name.endswith("_acc") else ("train_loss" if "train" in name else "val_loss")
-    worst = 0.0 if name.endswith("_acc") else _WORST_LOSS
+    maximize = is_maximized(name)
+    key = "val_acc" if maximize else ("train_loss" if "train" in name else "val_loss")
+    initial_key = {"val_acc": "initial_val_acc", "train_loss": "initial_loss"}.get(
+        key, "initial_val_loss"
+    )
+    worst = 0.0 if maximize else _WORST_LOSS  # only when even step 0 was not finite
     budget_steps, budget_epochs = config.steps, config.epochs
 
     def on_eval(event: dict[str, Any]) -> None:
-        value = event.get(key)
+        if event["step"] == 0:
+            return
+        value = capped_value(
+            event.get(key), event.get(initial_key), event.get("outcome"), maximize=maximize
+        )
         value = float(value) if _finite(value) else worst
         if budget_steps is not None:
             fraction = event["step"] / budget_steps
         else:
             fraction = float(event["epoch"]) / float(budget_epochs)
-        report({"objective": value, PROGRESS: event["seed_index"] + min(fraction, 1.0)})
+        try:
+            report({"objective": value, PROGRESS: event["seed_index"] + min(fraction, 1.0)})
+        except SystemExit:  # how Tune ends a function trainable it stops
+            raise TrialStopped from None
 
     return on_eval
 

@@ -209,19 +209,37 @@ def read_part_records(results_dir: str | Path, trial_id: str) -> pd.DataFrame:
     return _read_part_file(path).to_pandas()
 
 
+class MissingPartsError(RuntimeError):
+    """A configuration counted as done has no part: its runs would be missing."""
+
+
 def write_tables(results_dir: str | Path, trial_ids: Iterable[str]) -> tuple[int, int]:
     """Build ``trials.parquet`` and ``curves.parquet`` from the parts of ``trial_ids``.
 
     Only the listed trials are included (the engine passes the ones its Optuna
     storage counts as done), so a part left by an abandoned trial never doubles a
     run. Returns the number of trial rows and curve rows written.
+
+    Raises:
+        MissingPartsError: a listed trial has no part (nothing is written then: a
+            table without its runs would bias every result towards the others).
     """
     results_dir = Path(results_dir)
+    ids = sorted(set(trial_ids))
+    paths = {trial_id: [_stored(p) for p in part_paths(results_dir, trial_id)] for trial_id in ids}
+    missing = [trial_id for trial_id, (records, _) in paths.items() if records is None]
+    if missing:
+        shown = ", ".join(missing[:10]) + (
+            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        )
+        raise MissingPartsError(
+            f"{len(missing)} finished configuration(s) have no part in "
+            f"{results_dir / PARTS_DIR}: {shown}; their runs would be missing from "
+            f"{TRIALS_FILE}, so it is not written"
+        )
     trials, curves = [], []
-    for trial_id in sorted(set(trial_ids)):
-        trials_path, curves_path = (_stored(p) for p in part_paths(results_dir, trial_id))
-        if trials_path is None:
-            continue
+    for trial_id in ids:
+        trials_path, curves_path = paths[trial_id]
         trials.append(_read_part_file(trials_path))
         if curves_path is not None:
             curves.append(_read_part_file(curves_path))

@@ -2,7 +2,8 @@
 
 Public surface: ``run_trial`` and ``TrialResult``; ``RunLog`` and ``make_record``
 (one seed's measurements and the record built from them: another training loop
-reuses them so that its records match); ``TrialConfig`` (with its
+reuses them so that its records match); ``TrialStopped`` (what a callback raises
+to stop a trial early: its runs are then recorded as ``pruned``); ``TrialConfig`` (with its
 ``ScheduleConfig`` and ``DivergenceConfig``), the contract the study plan fills;
 ``OBJECTIVE_COLUMNS`` (what a search may optimize); ``capped_value``,
 ``initial_column`` and ``mean_objective`` (the one capping rule every comparison
@@ -13,6 +14,7 @@ of runs uses, see ``robustness.runner.outcome``); ``resolve_device`` and
 from robustness.runner.config import DivergenceConfig, ScheduleConfig, TrialConfig
 from robustness.runner.outcome import (
     OBJECTIVE_COLUMNS,
+    TrialStopped,
     capped_value,
     initial_column,
     is_maximized,
@@ -40,6 +42,7 @@ __all__ = [
     "ScheduleConfig",
     "TrialConfig",
     "TrialResult",
+    "TrialStopped",
     "capped_value",
     "initial_column",
     "is_maximized",

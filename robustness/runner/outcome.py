@@ -68,6 +68,17 @@ INITIAL_COLUMNS = {
 _METRIC = re.compile(r"(?:final|best)_(train|val)_(loss|acc)")
 
 
+class TrialStopped(Exception):
+    """Raised by a ``run_trial`` callback to stop the trial early (a scheduler
+    pruning it). ``run_trial`` then returns normally: the seed being trained is
+    recorded as ``pruned`` with its curve and metrics up to the evaluation that was
+    reported last (``steps_done`` is that step; the whole-training-set metrics,
+    measured only at the end, are missing), and every seed not yet started as
+    ``pruned`` with ``steps_done == 0`` and nothing measured, so that every planned
+    run has a record. A stop at a seed's last report (the one with its outcome)
+    keeps that seed's record as it is."""
+
+
 def is_maximized(objective: str) -> bool:
     """Accuracy objectives (names ending in ``_acc``) are maximized, losses minimized."""
     return objective.endswith("_acc")

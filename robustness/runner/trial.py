@@ -58,6 +58,7 @@ from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import TrialConfig
 from robustness.runner.divergence import Divergence, DivergenceWatch
 from robustness.runner.outcome import (
+    TrialStopped,
     capped_value,
     check_objective,
     classify_outcome,
@@ -88,6 +89,8 @@ class TrialResult:
         objective: the mean over seeds of the records' capped ``objective``
             (``capped_value``), skipping seeds without one; NaN only when no seed
             has one (every seed failed before its initial model was measured).
+        stopped: the callback stopped the trial (``TrialStopped``): the seed it
+            stopped and every seed after it are ``pruned`` records.
     """
 
     config: TrialConfig
@@ -95,6 +98,7 @@ class TrialResult:
     curves: list[dict[str, Any]]
     dataset_metadata: dict[str, Any]
     objective: float
+    stopped: bool = False
 
 
 def run_trial(
@@ -106,8 +110,10 @@ def run_trial(
         config: the configuration.
         callback: called at every evaluation of every seed with a dict: ``seed``,
             ``seed_index``, ``step``, ``epoch``, ``train_loss``, ``val_loss``,
-            ``val_acc`` and ``outcome`` (None until the seed's last call).
-            Exceptions it raises propagate (the engine may use them to stop).
+            ``val_acc``, ``outcome`` (None until the seed's last call) and the
+            seed's step-0 values ``initial_loss``, ``initial_val_loss`` and
+            ``initial_val_acc``. ``TrialStopped`` stops the trial (see there);
+            other exceptions it raises propagate.
         trial_id: names the runs: ``run_id = f"{trial_id}-s{seed}"``.
 
     Raises:
@@ -128,16 +134,22 @@ def run_trial(
         loss_fn = _loss_function(config.loss, data.task)
         records: list[dict[str, Any]] = []
         curves: list[dict[str, Any]] = []
+        stopped = False
         for seed_index, seed in enumerate(config.seeds):
             run = RunLog(run_id=f"{trial_id}-s{seed}", seed=seed, seed_index=seed_index)
+            if stopped:  # never started: a pruned record with nothing measured
+                run.stopped = True
+                records.append(make_record(config, trial_id, run, 0.0))
+                continue
             try:
                 records.append(_run_seed(config, data, loss_fn, device, trial_id, run, callback))
             except _CallbackFailed as exc:
                 raise exc.__cause__ from None
             curves.extend(run.curves)
+            stopped = run.stopped or run.stop_after
 
     objective = mean_objective(records)
-    return TrialResult(config, records, curves, dict(data.metadata), objective)
+    return TrialResult(config, records, curves, dict(data.metadata), objective, stopped)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -179,6 +191,8 @@ class RunLog:
     normalized_fraction: float = math.nan  # INSGD's, NaN for other optimizers
     curves: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    stopped: bool = False  # stopped early by the callback: outcome ``pruned``
+    stop_after: bool = False  # the stop came with this seed's last report
 
     def add_eval(self, step: int, lr: float, train_loss: float, val: tuple[float, float]) -> None:
         self.curves.append(
@@ -214,10 +228,16 @@ def _run_seed(
         _train_seed(config, data, loss_fn, device, log, notify)
     except (UserInputError, _CallbackFailed):
         raise
+    except TrialStopped:
+        log.stopped = True
     except Exception as exc:
         log.error = f"{type(exc).__name__}: {exc}"
     record = make_record(config, trial_id, log, time.perf_counter() - start)
-    notify(record["outcome"])
+    if not log.stopped:
+        try:
+            notify(record["outcome"])
+        except TrialStopped:
+            log.stop_after = True
     return record
 
 
@@ -370,6 +390,8 @@ def make_record(config: TrialConfig, trial_id: str, log: RunLog, wall_seconds: f
     best_train_loss = _nan_best(min, [r["train_loss"] for r in curves] + [log.final_train_loss])
     if log.error is not None:
         outcome = "error"
+    elif log.stopped:
+        outcome = "pruned"
     else:
         outcome = classify_outcome(
             diverged=log.divergence is not None,
@@ -452,9 +474,14 @@ class _Notifier:
             "val_loss": row.get("val_loss", math.nan),
             "val_acc": row.get("val_acc", math.nan),
             "outcome": outcome,
+            "initial_loss": log.initial_loss,
+            "initial_val_loss": log.initial_val_loss,
+            "initial_val_acc": log.initial_val_acc,
         }
         try:
             self._callback(event)
+        except TrialStopped:
+            raise
         except Exception as exc:
             raise _CallbackFailed from exc
 
