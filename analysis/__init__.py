@@ -6,5 +6,6 @@ the column checks of ``analysis.frames``), figures drawn from those
 (``analysis.study``), its sections (``analysis.sections``), the summary sentences
 (``analysis.findings``) and the files (``analysis.render``), composed by
 ``analysis.report``. From ``robustness`` the analysis imports only the results
-schema, the capping rule and the error type the CLI turns into exit code 2.
+schema, the reader of a killed study's parts (``robustness.results.store``), the
+capping rule and the error type the CLI turns into exit code 2.
 """

@@ -96,12 +96,11 @@ class Report:
 
     @property
     def headline(self) -> str:
-        """One line: runs, optimizers and outcomes."""
+        """One line: runs, optimizers and outcomes; whether runs are missing."""
         trials = self.results.trials
         counts = trials["outcome"].value_counts()
         parts = [f"{int(counts.get(o, 0))} {o}" for o in OUTCOMES if counts.get(o, 0)]
         labels = sorted(trials["optimizer"].dropna().unique())
-        return (
-            f"{len(trials)} runs of {len(labels)} optimizer(s) ({', '.join(labels)}): "
-            + ", ".join(parts)
-        )
+        line = f"{len(trials)} runs of {len(labels)} optimizer(s) ({', '.join(labels)}): "
+        line += ", ".join(parts)
+        return line if self.results.incomplete is None else f"{line} ({self.results.incomplete})"

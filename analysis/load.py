@@ -3,7 +3,10 @@
 Contract (DESIGN.md, "Results directory"; column names in
 ``robustness/results/schema.py``):
 
-- ``trials.parquet`` is required: one row per run, every column of ``TRIAL_COLUMNS``
+- ``trials.parquet`` is required, unless ``parts/`` holds parts (a study whose
+  driver was killed before it wrote its tables): then the tables are built from
+  every part (``robustness.results.store.read_parts``). One row per run, every
+  column of ``TRIAL_COLUMNS``
   (extra columns, e.g. a swept ``weight_decay`` or the config's tags, are kept),
   at least one row, and ``outcome`` values from ``OUTCOMES`` only. The step-0
   columns ``initial_train_acc``, ``initial_val_loss`` and ``initial_val_acc`` are
@@ -12,6 +15,10 @@ Contract (DESIGN.md, "Results directory"; column names in
   when present it must be readable and have every ``CURVE_COLUMNS`` column.
 - ``spec.yaml`` is optional (``{}`` when absent), read with ``yaml.safe_load``, and
   must be a mapping when present.
+
+Completeness: ``spec.yaml``'s provenance records ``planned_runs`` (configurations x
+seeds of the study's plan); ``Results.incomplete`` says ``incomplete: N of M runs``
+when fewer runs than planned are recorded (a killed or interrupted study).
 
 Columns are cast to the schema's dtypes, so downstream code sees float ``lr``,
 ``beta`` and ``beta2`` (NaN where an axis does not apply) whatever the writer used.
@@ -33,10 +40,13 @@ from robustness.results.schema import (
     CURVE_COLUMNS,
     CURVES_FILE,
     OUTCOMES,
+    PLANNED_RUNS,
+    PROVENANCE_KEY,
     SPEC_FILE,
     TRIAL_COLUMNS,
     TRIALS_FILE,
 )
+from robustness.results.store import PARTS_DIR, read_parts
 
 __all__ = ["Results", "ResultsError", "load_results"]
 
@@ -57,12 +67,28 @@ class Results:
     ``curves``: one row per evaluation (``CURVE_COLUMNS``), possibly empty.
     ``spec``: the resolved spec with its provenance, as a plain dict.
     ``path``: the results directory.
+    ``from_parts``: the tables were built from ``parts/`` (no ``trials.parquet``).
     """
 
     trials: pd.DataFrame
     curves: pd.DataFrame
     spec: dict[str, Any]
     path: Path
+    from_parts: bool = False
+
+    @property
+    def planned_runs(self) -> int | None:
+        """Runs the study's plan has (``spec.yaml`` provenance), None if unrecorded."""
+        value = (self.spec.get(PROVENANCE_KEY) or {}).get(PLANNED_RUNS)
+        return int(value) if isinstance(value, (int, float)) and value >= 0 else None
+
+    @property
+    def incomplete(self) -> str | None:
+        """``"incomplete: N of M runs"`` when fewer runs than planned are recorded."""
+        planned = self.planned_runs
+        if planned is None or len(self.trials) >= planned:
+            return None
+        return f"incomplete: {len(self.trials)} of {planned} runs"
 
 
 def load_results(results_dir: str | Path) -> Results:
@@ -80,10 +106,7 @@ def load_results(results_dir: str | Path) -> Results:
         raise ResultsError(f"results path {str(path)!r} is not a directory")
     trials_path = path / TRIALS_FILE
     if not trials_path.is_file():
-        raise ResultsError(
-            f"{str(path)!r} is not a results directory: it has no {TRIALS_FILE} "
-            "(run a study first, e.g. `robustness run --out DIR`)"
-        )
+        return _from_parts(path)
     trials = _read_table(trials_path, TRIAL_COLUMNS)
     if trials.empty:
         raise ResultsError(f"{str(trials_path)!r} holds no runs (0 rows)")
@@ -95,6 +118,25 @@ def load_results(results_dir: str | Path) -> Results:
     else:
         curves = _empty_frame(CURVE_COLUMNS)
     return Results(trials=trials, curves=curves, spec=_read_spec(path / SPEC_FILE), path=path)
+
+
+def _from_parts(path: Path) -> Results:
+    """A results directory without tables: its parts, or a clear error."""
+    parts = path / PARTS_DIR
+    try:
+        trials, curves = read_parts(path)
+    except Exception as exc:  # pyarrow raises many types for a corrupt file
+        raise ResultsError(
+            f"cannot read the parts in {str(parts)!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if trials.empty:
+        raise ResultsError(
+            f"{str(path)!r} is not a results directory: it has no {TRIALS_FILE} and no "
+            f"finished run in {PARTS_DIR}/ (run a study first, e.g. `robustness run --out DIR`)"
+        )
+    _check_outcomes(trials, parts)
+    spec = _read_spec(path / SPEC_FILE)
+    return Results(trials=trials, curves=curves, spec=spec, path=path, from_parts=True)
 
 
 def _read_table(file: Path, columns: dict[str, str]) -> pd.DataFrame:

@@ -7,7 +7,9 @@ import pytest
 import typer
 
 from analysis.load import Results, ResultsError, load_results
+from analysis.document import Report
 from robustness.errors import UserInputError
+from robustness.results import store
 from robustness.results.schema import CURVE_COLUMNS, TRIAL_COLUMNS, TRIALS_FILE
 from tests._synthetic import write_synthetic_results
 
@@ -131,3 +133,48 @@ def test_results_error_reaches_the_cli_as_exit_2_without_traceback(tmp_path, mon
     assert issubclass(ResultsError, UserInputError)
     assert "error:" in err and "no trials.parquet" in err and str(tmp_path.name) in err
     assert "Traceback" not in err
+
+
+def _part(results_dir, trial_id, seeds, outcome="converged"):
+    records = [
+        {
+            "trial_id": trial_id,
+            "run_id": f"{trial_id}-s{s}",
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "seed": s,
+            "outcome": outcome,
+            "steps_done": 30,
+            "objective": 0.5,
+        }
+        for s in seeds
+    ]
+    curves = [{"run_id": f"{trial_id}-s{s}", "step": step} for s in seeds for step in (0, 30)]
+    store.write_part(results_dir, trial_id, records, curves)
+
+
+def test_a_killed_study_is_loaded_from_its_parts_and_says_how_incomplete(tmp_path):
+    """No trials.parquet (the driver was SIGKILLed): every part is read, and the
+    spec's plan (12 runs) against the 5 recorded gives the headline's note."""
+    _part(tmp_path, "sgd-0000", [0, 1])
+    _part(tmp_path, "sgd-0001", [0, 1])
+    _part(tmp_path, "sgd-0002", [0], outcome="pruned")
+    store.write_spec(tmp_path, {"name": "killed"}, {"planned_runs": 12})
+    results = load_results(tmp_path)
+    assert results.from_parts and len(results.trials) == 5 and len(results.curves) == 10
+    assert list(results.trials.columns)[: len(TRIAL_COLUMNS)] == list(TRIAL_COLUMNS)
+    assert results.planned_runs == 12
+    assert results.incomplete == "incomplete: 5 of 12 runs"
+    headline = Report(results=results, metric="objective", maximize=False).headline
+    assert headline == (
+        "5 runs of 1 optimizer(s) (sgd): 4 converged, 1 pruned (incomplete: 5 of 12 runs)"
+    )
+
+
+def test_a_complete_study_or_one_without_a_plan_is_not_called_incomplete(tmp_path):
+    _part(tmp_path, "sgd-0000", [0, 1])
+    assert load_results(tmp_path).incomplete is None  # no spec.yaml: plan unknown
+    store.write_spec(tmp_path, {"name": "done"}, {"planned_runs": 2})
+    store.write_tables(tmp_path, ["sgd-0000"])
+    results = load_results(tmp_path)
+    assert not results.from_parts and results.incomplete is None

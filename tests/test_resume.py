@@ -107,3 +107,16 @@ def test_resume_after_sigkill_keeps_finished_trials_and_runs_each_once(killed_st
     assert len(abandoned) <= pack
     spec_yaml = yaml.safe_load((out / "spec.yaml").read_text())
     assert spec_yaml["provenance"]["resumed"] is True
+
+
+@pytest.mark.slow  # one driver start, killed after two configurations
+@pytest.mark.parametrize("killed_study", [1], indirect=True, ids=["one-per-trial"])
+def test_a_sigkilled_study_is_reported_from_its_parts_as_incomplete(killed_study, cli):
+    _, out, _, _ = killed_study
+    assert not (out / "trials.parquet").exists()  # a SIGKILL skips every finally
+    n_parts = len(_parts(out))  # the workers may have finished one more before dying
+    result = cli("report", out)
+    assert result.code == 0, result.err
+    assert f"{n_parts} runs of 1 optimizer(s)" in result.out
+    assert f"(incomplete: {n_parts} of {len(LRS)} runs)" in result.out
+    assert (out / "report" / "index.html").is_file()

@@ -46,7 +46,13 @@ from robustness.engine._searcher import LabelSearch, OptunaStudySearcher
 from robustness.engine._trainable import PROGRESS, error_records, trial_payload
 from robustness.errors import StudyStoppedError, UserInputError
 from robustness.results import store
-from robustness.results.schema import LOCK_FILE, OPTUNA_FILE, PROVENANCE_KEY, SPEC_FILE
+from robustness.results.schema import (
+    LOCK_FILE,
+    OPTUNA_FILE,
+    PLANNED_RUNS,
+    PROVENANCE_KEY,
+    SPEC_FILE,
+)
 from robustness.spec import AUTO_PACK_SECONDS
 
 if TYPE_CHECKING:
@@ -97,6 +103,8 @@ def run_study(
     resolved = spec.resolved()
     _lock.refuse_if_held(out)
     _check_out_dir(out, resolved, resume=resume)  # refuse before anything is written
+    # planned_runs: what a report of a study that never finished compares with
+    session = {"resumed": resume, PLANNED_RUNS: plan.n_runs()}
     cpu, gpu = float(spec.resources.cpu), float(spec.resources.gpu)
     concurrent = max_concurrent or spec.resources.max_concurrent
     if concurrent is not None and concurrent < 1:
@@ -112,7 +120,7 @@ def run_study(
         with _lock.driver_lock(out):
             # checked again under the lock: another driver may have started meanwhile
             started = _check_out_dir(out, resolved, resume=resume)
-            store.write_spec(out, resolved, {**store.provenance(started), "resumed": resume})
+            store.write_spec(out, resolved, {**store.provenance(started), **session})
             try:
                 _run_tuner(
                     spec, plan, out, cpu=cpu, gpu=gpu, concurrent=concurrent, progress=progress
@@ -123,9 +131,7 @@ def run_study(
                 _release(owns_ray, optuna_verbosity)
                 owns_ray = False
             finished = store.utc_now()
-            store.write_spec(
-                out, resolved, {**store.provenance(started, finished), "resumed": resume}
-            )
+            store.write_spec(out, resolved, {**store.provenance(started, finished), **session})
             if report:
                 _write_report(out)
     finally:

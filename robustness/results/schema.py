@@ -71,4 +71,5 @@ SPEC_FILE = "spec.yaml"
 OPTUNA_FILE = "optuna.db"
 REPORT_DIR = "report"
 PROVENANCE_KEY = "provenance"  # the block spec.yaml adds to the resolved spec
+PLANNED_RUNS = "planned_runs"  # in the provenance: configurations x seeds of the plan
 LOCK_FILE = "driver.lock"  # held by the one driver of the directory (engine._lock)

@@ -251,6 +251,33 @@ def write_tables(results_dir: str | Path, trial_ids: Iterable[str]) -> tuple[int
     return len(trials_table), len(curves_table)
 
 
+def read_parts(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every part under ``parts/`` as (trials, curves) frames in the schema's dtypes.
+
+    What a results directory holds when its driver was killed before it wrote the
+    tables (a SIGKILL skips every ``finally``). Without the Optuna storage it
+    cannot tell a finished configuration from one a dead driver's shutdown cut
+    short, so it reads them all; the tables, when written, are the record.
+    """
+    legacy = _TRIALS_PART.replace(".arrow", _LEGACY_PART_SUFFIX)  # .trials.parquet
+    parts = Path(results_dir) / PARTS_DIR
+    names = [p.name for p in parts.iterdir()] if parts.is_dir() else []
+    trial_ids = sorted(
+        {
+            n.removesuffix(_TRIALS_PART).removesuffix(legacy)
+            for n in names
+            if n.endswith((_TRIALS_PART, legacy))
+        }
+    )
+    trials, curves = [], []
+    for trial_id in trial_ids:
+        trials_path, curves_path = (_stored(p) for p in part_paths(results_dir, trial_id))
+        trials.append(_read_part_file(trials_path))
+        if curves_path is not None:
+            curves.append(_read_part_file(curves_path))
+    return _conform(_concat(trials), TRIAL_COLUMNS), _conform(_concat(curves), CURVE_COLUMNS)
+
+
 def _concat(tables: list[pa.Table]) -> pd.DataFrame:
     """The parts' tables as one frame; a column some parts lack (an axis of another
     optimizer) is null there. Types are unified permissively, so parts written by
