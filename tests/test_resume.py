@@ -120,3 +120,33 @@ def test_a_sigkilled_study_is_reported_from_its_parts_as_incomplete(killed_study
     assert f"{n_parts} runs of 1 optimizer(s)" in result.out
     assert f"(incomplete: {n_parts} of {len(LRS)} runs)" in result.out
     assert (out / "report" / "index.html").is_file()
+
+
+@pytest.mark.slow  # one driver start, interrupted after two configurations
+def test_ctrl_c_still_writes_the_tables_of_what_was_done(tmp_path, cli):
+    spec = tmp_path / "killme.yaml"
+    spec.write_text(
+        yaml.safe_dump({**SPEC, "resources": {**SPEC["resources"], "configs_per_trial": 1}})
+    )
+    out = tmp_path / "out"
+    driver = _driver(spec, out)
+    try:
+        deadline = time.monotonic() + 240
+        while len(_parts(out)) < 2:
+            assert driver.poll() is None, driver.stdout.read()
+            assert time.monotonic() < deadline, "the study persisted no trial in time"
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGINT)  # what Ctrl-C sends
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        _kill_group(driver)
+    study = optuna.load_study(
+        study_name="killme/novograd", storage=f"sqlite:///{out / 'optuna.db'}"
+    )
+    done = {t.user_attrs["trial_id"] for t in study.trials if t.state == TrialState.COMPLETE}
+    trials = pd.read_parquet(out / "trials.parquet")  # written in the driver's finally
+    assert 2 <= len(done) < len(LRS), output
+    assert set(trials["trial_id"]) == done and len(trials) == len(done)
+    result = cli("report", out)
+    assert result.code == 0, result.err
+    assert f"(incomplete: {len(done)} of {len(LRS)} runs)" in result.out
