@@ -204,15 +204,6 @@ def error_records(config: TrialConfig, trial_id: str, message: str) -> list[dict
     Nothing was measured, not even the initialized model, so the capped objective
     is missing (``capped_value``) and the searcher tells Optuna FAIL.
     """
-    return unmeasured_records(config, trial_id, outcome="error", error=message)
-
-
-def unmeasured_records(
-    config: TrialConfig, trial_id: str, *, outcome: str, error: str | None = None
-) -> list[dict[str, Any]]:
-    """One record per seed with ``outcome`` and nothing measured (``error`` runs of a
-    configuration that could not run; ``pruned`` runs whose part a stopped worker
-    never wrote)."""
     return [
         {
             **config.tags,
@@ -226,8 +217,8 @@ def unmeasured_records(
             "seed": seed,
             "model": config.model,
             "dataset": config.dataset,
-            "outcome": outcome,
-            "error": error,
+            "outcome": "error",
+            "error": message,
             "steps_done": 0,
             "wall_seconds": 0.0,
             "objective": math.nan,
