@@ -438,6 +438,7 @@ def lr_sensitivity(
     usable = usable_runs(trials)
     initial = usable[initial_column(metric)].to_numpy(dtype=float, na_value=np.nan)
     frame = usable[[*by, "lr"]].assign(loss=capped_metric(usable, metric).to_numpy(), l0=initial)
+    frame = frame.dropna(subset=["loss"])  # a pruned seed never started: no value
     per_lr = frame.groupby([*by, "lr"], dropna=False, sort=True)[["loss", "l0"]].sum()
     per_lr["n"] = frame.groupby([*by, "lr"], dropna=False, sort=True).size()
     per_lr = per_lr.reset_index()

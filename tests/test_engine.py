@@ -262,3 +262,5 @@ def test_asha_prunes_in_budget_fractions_and_every_configuration_x_seed_is_a_row
             assert steps[0] == 0 and steps[-1] == stopped["steps_done"] < 60
         later = runs[runs["seed"] > stopped["seed"]]
         assert (later["outcome"] == "pruned").all() and (later["steps_done"] == 0).all()
+    # the stopped workers wrote their parts themselves: partial curves, not placeholders
+    assert (trials.loc[trials["outcome"] == "pruned", "steps_done"] > 0).any()
