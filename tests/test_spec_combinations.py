@@ -59,6 +59,15 @@ CONFLICTS = {
         spec_with(problem__threads=4, resources={"cpu": 2}),
         ["problem.threads: 4 is more than resources.cpu: 2", "allowed: at most 2"],
     ),
+    "asha grace period of the whole configuration": (
+        spec_with(
+            search={"scheduler": {"name": "asha", "grace_period": 2.0}}, problem__eval_every=5
+        ),
+        [
+            "search.scheduler.grace_period: 2 runs is not below the 2 seed(s)",
+            "asha could stop no configuration",
+        ],
+    ),
     "asha with no evaluation before the end": (
         spec_with(search=ASHA, seeds=[0], problem__eval_every=20),
         [

@@ -99,12 +99,20 @@ def _threads(spec: StudySpec, problems: list[str]) -> None:
 
 
 def _scheduler(spec: StudySpec, problems: list[str]) -> None:
-    """ASHA must be able to stop a configuration on something better than its
+    """ASHA must be able to stop a configuration before it finishes (its grace
+    period is in runs, see ``SchedulerSpec``), and on something better than its
     initial model: at least one evaluation between the start and the end."""
     scheduler = spec.search.scheduler
     if scheduler is None:
         return
     seeds = len(spec.seeds)
+    if scheduler.grace_period >= seeds:
+        problems.append(
+            f"search.scheduler.grace_period: {scheduler.grace_period:g} runs is not below "
+            f"the {seeds} seed(s) of a configuration, so {scheduler.name} could stop no "
+            f"configuration before it finishes; allowed: below {seeds}, or remove "
+            "search.scheduler"
+        )
     steps = spec.problem.steps
     if seeds == 1 and steps is not None and spec.problem.eval_every >= steps:
         problems.append(
