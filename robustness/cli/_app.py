@@ -1,6 +1,6 @@
 """The Typer application and the one place that maps errors to exit codes.
 
-Exit codes (DESIGN.md): 0 success, 2 bad input (arguments, spec, missing data),
+Exit codes (docs/design.md, "CLI"): 0 success, 2 bad input (arguments, spec, missing data),
 1 anything else. Bad input is printed as one clear message with no traceback;
 set ``ROBUSTNESS_DEBUG=1`` to see the traceback of an unexpected error.
 """
