@@ -1,6 +1,6 @@
 """Load a results directory into DataFrames, refusing anything malformed.
 
-Contract (DESIGN.md, "Results directory"; column names in
+Contract (docs/design.md, "The results directory"; column names in
 ``robustness/results/schema.py``):
 
 - ``trials.parquet`` is required, unless ``parts/`` holds parts (a study whose

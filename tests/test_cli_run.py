@@ -76,3 +76,17 @@ def test_resume_without_a_spec_needs_a_study_in_out(tmp_path, cli):
     assert result.code == 2 and "no spec.yaml" in result.err
     result = cli("run", "--resume")
     assert result.code == 2 and "--out" in result.err
+
+
+def test_a_study_stopped_by_a_write_failure_exits_1_with_its_message(tmp_path, cli, monkeypatch):
+    import robustness.engine as engine
+    from robustness.errors import StudyStoppedError
+
+    def stopped(*args, **kwargs):
+        raise StudyStoppedError("the study in 'x' stopped: disk full. Every run persisted ...")
+
+    monkeypatch.setattr(engine, "run_study", stopped, raising=False)
+    result = cli("run", write_spec(tmp_path / "tiny.yaml"), "--out", tmp_path / "out")
+    assert result.code == 1
+    assert "error: the study in 'x' stopped: disk full" in result.err
+    assert "Traceback" not in result.err and "ROBUSTNESS_DEBUG" not in result.err

@@ -495,3 +495,18 @@ def test_a_crash_after_the_last_try_records_tunes_cause(tmp_path):
         "the Ray trial failed 2 time(s), the last with: ray.exceptions.ActorDiedError: "
         "The actor died unexpectedly before finishing this task."
     )
+
+
+def test_a_resumed_searcher_counts_the_outcomes_of_what_was_done(tmp_path):
+    """What a resumed study's progress starts from: runs per outcome of the
+    configurations done before, from the storage."""
+    labels = [_label("a", make_sampler("grid", seed=0, grid=GRID), target=6)]
+    searcher = _searcher(tmp_path, labels)
+    for i, outcome in enumerate(["converged", "diverged", "converged"]):
+        config = _one(searcher, f"ray{i}")
+        _finish(tmp_path, config, objective=0.5, outcome=outcome)
+        searcher.on_trial_complete(f"ray{i}", {})
+    _one(searcher, "ray3")  # left running by a killed driver: not counted
+    resumed = _searcher(tmp_path, labels)
+    counts = resumed.done_counts()
+    assert {k: v for k, v in counts.items() if v} == {"converged": 2, "diverged": 1}

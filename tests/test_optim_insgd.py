@@ -1,4 +1,4 @@
-"""INSGD: paper and reference mode (ALGORITHMS.md), hooks, state, both paths."""
+"""INSGD: paper and reference mode (docs/algorithms.md), hooks, state, both paths."""
 
 from __future__ import annotations
 

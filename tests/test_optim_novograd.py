@@ -1,4 +1,4 @@
-"""NovoGrad: the paper's Algorithm 1 (ALGORITHMS.md), both execution paths."""
+"""NovoGrad: the paper's Algorithm 1 (docs/algorithms.md), both execution paths."""
 
 from __future__ import annotations
 

@@ -116,7 +116,13 @@ def test_status_after_the_driver_was_killed(study_dir, cli):
         "left": 1,
     }
     assert status["runs"] == {"total": 6, "done": 4, "running": 0, "left": 2}
-    assert status["outcomes"] == {"converged": 3, "diverged": 1, "stalled": 0, "error": 0}
+    assert status["outcomes"] == {
+        "converged": 3,
+        "diverged": 1,
+        "stalled": 0,
+        "pruned": 0,
+        "error": 0,
+    }
     # seed means: config 0 -> 0.5, config 1 -> 1.1; minimized
     best = status["best"]["novograd"]
     assert best == {
@@ -142,7 +148,8 @@ def test_status_while_a_driver_holds_the_study(study_dir, cli):
         status = json.loads(result.out)
         assert status["state"] == "running" and status["driver"]["pid"] == holder.pid
         assert status["configurations"]["running"] == 1 and status["configurations"]["left"] == 0
-        assert status["runs"] == {"total": 6, "done": 4, "running": 1, "left": 1}
+        # the running configuration is in its second seed: two runs begun, none left
+        assert status["runs"] == {"total": 6, "done": 4, "running": 2, "left": 0}
         assert status["running"] == [
             {
                 "trial_id": configs[2]["trial_id"],

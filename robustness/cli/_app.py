@@ -1,8 +1,10 @@
 """The Typer application and the one place that maps errors to exit codes.
 
-Exit codes (DESIGN.md): 0 success, 2 bad input (arguments, spec, missing data),
-1 anything else. Bad input is printed as one clear message with no traceback;
-set ``ROBUSTNESS_DEBUG=1`` to see the traceback of an unexpected error.
+Exit codes (docs/design.md, "CLI"): 0 success, 2 bad input (arguments, spec, missing
+data, a results directory another driver holds), 1 anything else. Bad input, and a
+study stopped by its environment (``StudyStoppedError``: its results cannot be
+written), are printed as one clear message with no traceback; set
+``ROBUSTNESS_DEBUG=1`` to see the traceback of an unexpected error.
 """
 
 from __future__ import annotations

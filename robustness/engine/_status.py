@@ -78,7 +78,9 @@ def study_status(results_dir: str | Path) -> dict[str, Any]:
     n_done = len(done)
     runs_done = sum(len(rows) for rows in records.values())
     runs_total = total * seeds
-    runs_running = len(running)
+    # the runs a running configuration has begun (its finished seeds are persisted
+    # with its part, so until then they count as running)
+    begun = {t: int((running_info.get(t) or {}).get("seed_index", 0)) + 1 for t in running}
     outcomes = {
         o: sum(r.get("outcome") == o for rows in records.values() for r in rows) for o in OUTCOMES
     }
@@ -105,8 +107,10 @@ def study_status(results_dir: str | Path) -> dict[str, Any]:
         "runs": {
             "total": runs_total,
             "done": runs_done,
-            "running": runs_running,
-            "left": max(0, runs_total - runs_done - len(pruned) * seeds - runs_running),
+            "running": sum(begun.values()),
+            # the configurations left, and the seeds a running one has still to begin
+            # (a pruned configuration's runs are never left)
+            "left": left * seeds + sum(seeds - n for n in begun.values()),
         },
         "outcomes": outcomes,
         "objective": spec.search.objective,

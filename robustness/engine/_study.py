@@ -79,7 +79,7 @@ def run_study(
 ) -> Path:
     """Run the study ``spec`` (a ``StudySpec``, a path, or a bundled study's name).
 
-    Writes the results directory of DESIGN.md into ``out_dir`` and returns its path.
+    Writes the results directory of docs/design.md into ``out_dir`` and returns its path.
     ``address`` joins an existing Ray cluster (else a private local Ray is started
     and shut down at the end); ``shared_storage`` asserts that ``out_dir`` is seen by
     every node (needed on a multi-node cluster when it is not on a network file

@@ -5,7 +5,8 @@ Public API: :func:`build_optimizer`, :data:`OPTIMIZERS`, :func:`optimizer_axes`,
 or a ``torch.optim.Optimizer`` subclass of the user's by import path, is built from
 the swept axes), and the classes :class:`INSGD` and :class:`NovoGrad` (SGD,
 Adam and AdamW are ``torch.optim``'s).
-Each class's module docstring states the math it implements.
+Each class's module docstring states the math it implements; docs/algorithms.md
+gathers it with the init schemes and where public implementations differ.
 """
 
 from robustness.optim.insgd import INSGD

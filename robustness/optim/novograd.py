@@ -11,7 +11,7 @@ No bias correction (``v_1 = n_1`` removes it). A tensor whose gradient is all
 zeros before its first non-zero one has not started: ``v`` stays 0 and ``w`` does
 not move (its weight decay waits too). ``p.grad`` is never modified.
 
-Compared with public implementations (ALGORITHMS.md): the same math as NeMo,
+Compared with public implementations (docs/algorithms.md): the same math as NeMo,
 timm's NvNovoGrad and ``torch_optimizer.NovoGrad`` *with betas set explicitly*
 (its default β2 is 0). ``torch_optimizer`` divides ``p.grad`` in place, keeps
 ``v`` in the default dtype (float32 even for float64 parameters), and on a zero
@@ -49,7 +49,7 @@ from robustness.optim._validation import (
 
 __all__ = ["NovoGrad", "novograd"]
 
-# the paper's (β1, β2), ALGORITHMS.md's defaults
+# the paper's (β1, β2), docs/algorithms.md's defaults
 DEFAULT_BETAS = (0.95, 0.98)
 # the state the multi-tensor path keeps flat (``FlatState`` layouts)
 _STATE_LAYOUT = {"exp_avg": "tensor", "exp_avg_sq": "scalar"}

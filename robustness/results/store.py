@@ -1,6 +1,6 @@
 """Writing a results directory: atomic files, per-trial parts, final tables, provenance.
 
-Contract (DESIGN.md, "Results directory"): every file a reader may open is written
+Contract (docs/design.md, "The results directory"): every file a reader may open is written
 to a temporary file in the same directory and moved into place with ``os.replace``,
 so a reader (or a resumed study) never sees half a file.
 

@@ -17,7 +17,7 @@ class _Strict(BaseModel):
 
 
 class DivergenceConfig(_Strict):
-    """When a run counts as diverged or stalled (DESIGN.md, "Outcomes")."""
+    """When a run counts as diverged or stalled (docs/design.md, "Outcomes")."""
 
     loss_factor: float = Field(10.0, gt=1.0, description="diverged when loss > factor x initial")
     stall_margin: float = Field(

@@ -1,4 +1,4 @@
-"""The study spec as validated pydantic models (DESIGN.md, "The study spec").
+"""The study spec as validated pydantic models (docs/design.md, "The study spec").
 
 ``StudySpec`` checks everything that can be checked from the YAML alone: key names,
 types, ranges, the search settings. Checks against the registries (is ``resnet20``
