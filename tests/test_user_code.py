@@ -195,6 +195,15 @@ def test_an_axis_mapped_nowhere_is_refused_for_that_class(user_module):
     ) in str(caught.value)
 
 
+def test_an_argument_an_axis_sets_cannot_also_be_fixed(user_module):
+    with pytest.raises(UserInputError) as caught:
+        build_optimizer(_lion(beta="betas.0"), nn.Linear(2, 1), lr=0.1, betas=(0.5, 0.5))
+    assert (
+        f"argument 'betas' of optimizer '{MODULE}:Lion' is set by the beta axis "
+        "(beta -> betas.0); give its value as that axis"
+    ) in str(caught.value)
+
+
 def test_axes_for_a_built_in_are_refused_its_mapping_is_fixed():
     with pytest.raises(
         UserInputError, match=re.escape("built-in 'adamw' is fixed: beta -> betas.0")

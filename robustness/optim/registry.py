@@ -72,7 +72,8 @@ class OptimizerEntry:
     """How to build one optimizer class from a point of the study's axes.
 
     Attributes:
-        name: how the toolkit names it (a registered name).
+        name: how the toolkit names it: a registered name, or the import path of
+            a user's class.
         cls: a ``torch.optim.Optimizer`` subclass.
         axes: swept axis (``lr``, ``beta``, ``beta2``) -> the constructor argument it
             sets: a keyword (``momentum``) or one element of a sequence keyword
@@ -285,6 +286,15 @@ def build_optimizer(
         if value is not None and axis not in entry.axes:
             raise UserInputError(unmapped_axis_message(entry, axis))
     unknown = [] if entry.kwargs is None else sorted(set(kwargs) - set(entry.kwargs))
+    targets = {_AXIS_PATH.fullmatch(path).group(1): axis for axis, path in entry.axes.items()}
+    for name_ in unknown:
+        if name_ in targets:
+            raise UserInputError(
+                f"argument {name_!r} of optimizer {entry.name!r} is set by the "
+                f"{targets[name_]} axis ({targets[name_]} -> {entry.axes[targets[name_]]}); "
+                "give its value as that axis (e.g. `space: {"
+                f"{targets[name_]}: [value]}}` under the optimizer), not as a fixed argument"
+            )
     if unknown:
         raise UserInputError(
             f"unknown argument(s) {', '.join(map(repr, unknown))} for optimizer {entry.name!r}; "
