@@ -201,8 +201,10 @@ def test_max_stable_lr_is_censored_at_the_largest_lr_when_none_diverged():
     out = metrics.max_stable_lr(trials, n_boot=50).iloc[0]
     assert out["max_stable_lr"] == 1.0 and out["censored"]
     assert math.isnan(out["first_diverging_lr"])
-    assert out["ci_low"] == out["ci_high"] == 1.0
+    assert math.isnan(out["ci_low"]) and math.isnan(out["ci_high"])  # 2 seeds: no interval
     assert math.isnan(out["lr_boundary_logistic"])
+    five = metrics.max_stable_lr(frame(grid(LRS4, [[1] * 5] * 4)), n_boot=50).iloc[0]
+    assert five["ci_low"] == five["ci_high"] == 1.0
 
 
 def test_max_stable_lr_is_nan_when_all_diverged():
@@ -287,16 +289,32 @@ def test_lr_band_is_the_contiguous_run_of_near_best_lrs():
     table = [[2.0], [1.0], [0.5], [0.52], [0.7], [0.54], [D]]
     out = metrics.lr_band_width(frame(grid(LRS7, table))).iloc[0]
     assert out["best"] == 0.5 and out["best_lr"] == 1e-4
-    assert (out["band_lo"], out["band_hi"]) == (1e-4, 1e-3)
-    assert out["width_decades"] == pytest.approx(1.0)
+    # edges interpolated in log10(lr) where the median crosses 0.55: below, from 1.0 at
+    # -5 to 0.5 at -4, 9/10 of the way: -4.1; above, from 0.52 at -3 to 0.7 at -2,
+    # 0.03/0.18 = 1/6 of the way: -2.8333
+    assert math.log10(out["band_lo"]) == pytest.approx(-4.1)
+    assert math.log10(out["band_hi"]) == pytest.approx(-3 + 1 / 6)
+    assert out["width_decades"] == pytest.approx(1.1 + 1 / 6)
+    assert out["grid_step_decades"] == pytest.approx(1.0)
+    assert out["resolved"] and not out["censored"]
     assert out["n_lrs_in_band"] == 2 and out["n_lrs"] == 7
     assert out["tolerance"] == 0.1
 
 
-def test_lr_band_of_a_single_lr_has_zero_width():
+def test_lr_band_narrower_than_the_grid_step_is_unresolved_not_zero():
+    # threshold 0.55: lower edge 9/10 of the way from 1e-5 (1.0) to 1e-4 (0.5): -4.1;
+    # upper edge 1/10 of the way from 1e-4 (0.5) to 1e-3 (1.0): -3.9; width 0.2 < 1
     table = [[2.0], [1.0], [0.5], [1.0], [D], [D], [D]]
     out = metrics.lr_band_width(frame(grid(LRS7, table))).iloc[0]
-    assert out["width_decades"] == 0.0 and out["n_lrs_in_band"] == 1
+    assert out["width_decades"] == pytest.approx(0.2) and out["n_lrs_in_band"] == 1
+    assert not out["resolved"] and not out["censored"]
+
+
+def test_lr_band_reaching_the_end_of_the_grid_is_censored():
+    table = [[0.5], [0.5], [1.0], [D]]
+    out = metrics.lr_band_width(frame(grid(LRS4, table))).iloc[0]
+    assert out["band_lo"] == 1e-3 and out["censored"]
+    assert math.log10(out["band_hi"]) == pytest.approx(-2 + 0.1)  # 0.55 from 0.5 to 1.0
 
 
 def test_lr_band_uses_the_seed_median_with_diverged_runs_at_the_initial_loss():
@@ -314,7 +332,10 @@ def test_lr_band_for_accuracy_uses_an_absolute_tolerance():
         row.update(final_val_acc=acc)
     out = metrics.lr_band_width(frame(rows), metric="final_val_acc").iloc[0]
     assert out["best"] == 0.9 and out["tolerance"] == 0.01
-    assert (out["band_lo"], out["band_hi"]) == (1e-2, 1e-1)
+    # threshold 0.89: from 0.5 at -3 to 0.9 at -2: 0.39/0.4 of the way; from 0.895 at
+    # -1 to 0.85 at 0: 0.005/0.045 = 1/9 of the way
+    assert math.log10(out["band_lo"]) == pytest.approx(-3 + 0.39 / 0.4)
+    assert math.log10(out["band_hi"]) == pytest.approx(-1 + 1 / 9)
     wide = metrics.lr_band_width(frame(rows), metric="final_val_acc", tolerance=0.4).iloc[0]
     assert wide["width_decades"] == pytest.approx(3.0)
 
@@ -447,7 +468,7 @@ def test_worst_case_over_init_names_the_worst_and_best_scheme():
     assert acc["worst_init"] == "zeros" and acc["worst"] == pytest.approx(0.3)
 
 
-def _paired_rows(shift: float, n_seeds: int = 4, **kw) -> list[dict]:
+def _paired_rows(shift: float, n_seeds: int = 5, **kw) -> list[dict]:
     rows = []
     for init in ("default", "orthogonal"):
         table = [[0.5 + 0.1 * s + shift for s in range(n_seeds)] for _ in LRS4]
@@ -459,7 +480,7 @@ def test_paired_comparison_of_a_uniform_improvement_has_a_collapsed_ci():
     trials = frame(_paired_rows(0.0) + _paired_rows(-0.1, optimizer="insgd", beta2=0.99))
     out = metrics.paired_comparison(trials, n_boot=200).iloc[0]
     assert (out["optimizer"], out["baseline"]) == ("insgd", "sgd")
-    assert out["n_pairs"] == 2 * 4 * 4
+    assert out["n_pairs"] == 2 * 4 * 5
     assert out["mean_diff"] == pytest.approx(-0.1)
     assert out["ci_low"] == pytest.approx(-0.1) and out["ci_high"] == pytest.approx(-0.1)
     assert out["p_better"] == 1.0 and out["frac_pairs_better"] == 1.0
@@ -472,7 +493,7 @@ def test_paired_comparison_averages_other_axes_within_a_pair():
         + _paired_rows(0.1, optimizer="novograd", beta2=0.99)
     )
     out = metrics.paired_comparison(frame(rows), n_boot=100).iloc[0]
-    assert out["n_pairs"] == 32 and out["mean_diff"] == pytest.approx(-0.1)
+    assert out["n_pairs"] == 40 and out["mean_diff"] == pytest.approx(-0.1)
 
 
 def test_paired_comparison_ci_contains_the_mean_difference():

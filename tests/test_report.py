@@ -15,7 +15,7 @@ from analysis.load import load_results
 from analysis.report import build_report, render_report, write_report
 from tests._synthetic import write_synthetic_results
 
-FIGURES = ("divergence_map", "sensitivity", "stability", "tunability", "importance")
+FIGURES = ("divergence_map", "sensitivity", "stability", "lr_shift", "tunability", "importance")
 TABLES = (
     "outcomes",
     "axes",
@@ -24,6 +24,9 @@ TABLES = (
     "lr_profile",
     "lr_band",
     "lr_sensitivity",
+    "lr_margin",
+    "lr_shift",
+    "lr_shift_profiles",
     "init_worst_case",
     "paired",
     "expected_max",
@@ -108,7 +111,7 @@ def test_every_summary_number_appears_in_its_linked_table(mixed):
     results, index = mixed
     report = build_report(load_results(results))
     assert not report.failures
-    assert len(report.findings) == 8
+    assert len(report.findings) == 11  # 9 tables, the shift one sentence per optimizer
     _assert_findings_backed_by_tables(report.findings, index)
 
 
@@ -156,7 +159,13 @@ def test_summary_band_sentence_reports_the_tuned_cells_width(mixed):
     sentence = next(f.text for f in report.findings if f.table == "lr_band")
     for label, own in band.groupby("optimizer"):
         best = own.loc[own["best"].idxmin()]
-        assert f"{label}'s is {best['width_decades']:.3g} decades wide" in sentence
+        if not best["resolved"]:  # narrower than the grid step: never "0 decades wide"
+            step = best["grid_step_decades"]
+            assert f"{label}'s is narrower than one grid step ({step:.3g} decades)" in sentence
+            assert best["width_decades"] < step
+        else:
+            assert f"{label}'s is {best['width_decades']:.3g} decades wide" in sentence
+    assert "0 decades wide" not in sentence
 
 
 def test_report_states_what_beta_and_beta2_mean(mixed):

@@ -1,0 +1,340 @@
+"""Robustness relative to each optimizer's own optimum, and the effective learning-rate shift.
+
+Two questions a robustness map alone does not answer:
+
+- *How far is the cliff from where the optimizer is best?* ``stability_margin``
+  joins the good-band table and the stability-limit table of one cell: its best lr,
+  its max stable lr, the margin ``log10(max_stable_lr / best_lr)`` in decades and the
+  band's width in decades.
+- *Is an optimizer's robustness more than a rescaled learning rate?* ``lr_shift``
+  finds the shift ``s`` (in decades) that best aligns the optimizer's learning-rate
+  profile with the baseline's: "the optimizer at 10^s x lr behaves like the baseline
+  at lr". A ``residual`` near 0 after the shift means the two differ only by an
+  effective learning rate; a large one means the shapes differ too.
+
+The shift estimator (``align_profiles``):
+
+- a profile is the seed mean of the capped metric (``capped_metric``) at each
+  tested lr of one cell, taken as a function of ``x = log10(lr)``, linear between
+  grid points;
+- for each candidate ``s`` on a grid of step ``SHIFT_STEP`` decades, the
+  discrepancy is the mean squared difference over the overlap of the two shifted
+  grids, taken both ways so neither grid is favoured: ``(f_opt(x + s) -
+  f_base(x))^2`` at the baseline's tested lrs ``x`` that land inside the
+  optimizer's tested range, and ``(f_base(y - s) - f_opt(y))^2`` at the
+  optimizer's tested lrs ``y`` that land inside the baseline's; nothing is
+  extrapolated beyond a grid. Candidates whose overlap holds fewer than half of
+  either grid's lrs (at least 2) are not considered, so an alignment never rests
+  on a sliver of the two profiles;
+- ``shift_decades`` is the minimizer. Where several candidates tie (a flat
+  discrepancy: flat profiles, or plateaus matching plateaus) it is the middle of
+  the run of tied candidates around the minimizer nearest 0, and
+  ``flat_decades`` is that run's width (0 when the minimum is sharp);
+- ``residual`` is the root mean square of that difference at the minimizer, in
+  the metric's units; ``residual_unshifted`` the same at ``s = 0``;
+- the interval is a cluster bootstrap over seeds: the seeds both optimizers share
+  are resampled with replacement, both profiles are recomputed from the same drawn
+  seeds and the shift re-estimated; with fewer than ``MIN_SEEDS_FOR_CI`` seeds
+  there is no interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.frames import require_columns, usable_runs
+from analysis.metrics import MIN_SEEDS_FOR_CI, _resample_counts, capped_metric
+from robustness.errors import UserInputError
+
+__all__ = ["SHIFT_STEP", "align_profiles", "aligned_profiles", "lr_shift", "stability_margin"]
+
+SHIFT_STEP = 0.01  # decades between candidate shifts
+_BOOT_CHUNK = 100  # bootstrap replicates aligned at once (memory: chunk x candidates x lrs)
+
+
+def stability_margin(band: pd.DataFrame, stable: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per cell: best lr, max stable lr, margin in decades, good-band width in decades.
+
+    ``band`` is ``lr_band_width``'s table and ``stable`` ``max_stable_lr``'s, both
+    per ``by``. ``margin_decades = log10(max_stable_lr / best_lr)``: how many decades
+    the learning rate can grow beyond the optimum before training diverges (a lower
+    bound where ``censored``: nothing diverged in the grid; NaN where no lr was
+    stable). Returns ``by``, ``best`` (the band table's best value), ``best_lr``,
+    ``max_stable_lr``, ``censored``,
+    ``margin_decades``, ``band_width_decades``, ``band_resolved``.
+    """
+    by = list(by)
+    require_columns(band, [*by, "best", "best_lr", "width_decades", "resolved"], "stability_margin")
+    require_columns(stable, [*by, "max_stable_lr", "censored"], "stability_margin")
+    left = band[[*by, "best", "best_lr", "width_decades", "resolved"]]
+    right = stable[[*by, "max_stable_lr", "censored"]]
+    out = left.merge(right, on=by, how="outer", sort=True)
+    out["margin_decades"] = np.log10(out["max_stable_lr"] / out["best_lr"])
+    out = out.rename(columns={"width_decades": "band_width_decades", "resolved": "band_resolved"})
+    columns = ["best", "best_lr", "max_stable_lr", "censored", "margin_decades"]
+    return out[[*by, *columns, "band_width_decades", "band_resolved"]]
+
+
+def _interpolation_matrix(x: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Weights ``M`` with ``M @ f == np.interp(queries, x, f)`` for any ``f`` on ``x``."""
+    n = len(x)
+    matrix = np.zeros((len(queries), n))
+    rows = np.arange(len(queries))
+    if n == 1:
+        matrix[:, 0] = 1.0
+        return matrix
+    q = np.clip(queries, x[0], x[-1])
+    i = np.clip(np.searchsorted(x, q, side="right") - 1, 0, n - 2)
+    t = (q - x[i]) / (x[i + 1] - x[i])
+    matrix[rows, i] = 1.0 - t
+    matrix[rows, i + 1] += t
+    return matrix
+
+
+class _Alignment:
+    """The candidate shifts of two lr grids and the interpolation weights for each.
+
+    Built once per pair of grids, then applied to any number of replicate profiles
+    (the bootstrap) as matrix products.
+    """
+
+    def __init__(self, x_opt: np.ndarray, x_base: np.ndarray) -> None:
+        lo, hi = x_opt[0] - x_base[-1], x_opt[-1] - x_base[0]
+        shifts = np.arange(np.floor(lo / SHIFT_STEP), np.ceil(hi / SHIFT_STEP) + 1) * SHIFT_STEP
+        inside_base = _inside(x_base[None, :] + shifts[:, None], x_opt)
+        inside_opt = _inside(x_opt[None, :] - shifts[:, None], x_base)
+        enough = (inside_base.sum(axis=1) >= _needed(len(x_base))) & (
+            inside_opt.sum(axis=1) >= _needed(len(x_opt))
+        )
+        self.shifts = shifts[enough]
+        self.mask_base, self.mask_opt = inside_base[enough], inside_opt[enough]
+        self.to_base = _interpolation_matrix(x_opt, (self.shifts[:, None] + x_base).ravel())
+        self.to_opt = _interpolation_matrix(x_base, (x_opt - self.shifts[:, None]).ravel())
+
+    def discrepancies(self, f_opt: np.ndarray, f_base: np.ndarray) -> np.ndarray:
+        """Mean squared difference per candidate shift, both ways over the overlap;
+        rows of ``f_*`` are replicates, the result is replicates x candidates."""
+        n = len(self.shifts)
+        at_base = (f_opt @ self.to_base.T).reshape(len(f_opt), n, -1) - f_base[:, None, :]
+        at_opt = (f_base @ self.to_opt.T).reshape(len(f_base), n, -1) - f_opt[:, None, :]
+        sq_base = np.where(self.mask_base, at_base**2, np.nan)
+        sq_opt = np.where(self.mask_opt, at_opt**2, np.nan)
+        total = np.nansum(sq_base, axis=2) + np.nansum(sq_opt, axis=2)
+        count = np.isfinite(sq_base).sum(axis=2) + np.isfinite(sq_opt).sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / count, np.nan)
+
+
+def _inside(points: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    return (points >= grid[0] - 1e-9) & (points <= grid[-1] + 1e-9)
+
+
+def _needed(n_points: int) -> int:
+    """Overlap a candidate shift needs: half of a grid's lrs, and at least 2."""
+    return max(2, int(np.ceil(n_points / 2)))
+
+
+def _pick(shifts: np.ndarray, discrepancy: np.ndarray, scale: float) -> tuple[float, float, float]:
+    """(shift, width of the tied run around it, discrepancy there) for one replicate."""
+    if not np.isfinite(discrepancy).any():
+        return np.nan, np.nan, np.nan
+    best = np.nanmin(discrepancy)
+    tied = discrepancy <= best + max(1e-12, (1e-4 * scale) ** 2)
+    candidates = np.flatnonzero(tied & (discrepancy == discrepancy))
+    centre = candidates[np.argmin(np.abs(shifts[candidates]))]
+    lo = hi = centre
+    while lo > 0 and tied[lo - 1]:
+        lo -= 1
+    while hi < len(shifts) - 1 and tied[hi + 1]:
+        hi += 1
+    return float((shifts[lo] + shifts[hi]) / 2), float(shifts[hi] - shifts[lo]), float(best)
+
+
+def align_profiles(
+    x_opt: np.ndarray, f_opt: np.ndarray, x_base: np.ndarray, f_base: np.ndarray
+) -> dict[str, float]:
+    """The shift that best aligns two profiles (module docstring), and what is left.
+
+    ``x_*`` are log10(lr) in increasing order, ``f_*`` the profile values there.
+    Returns ``shift_decades``, ``flat_decades``, ``residual``, ``residual_unshifted``
+    (NaN where no candidate shift has enough overlap; ``residual_unshifted`` also
+    where 0 is not a candidate).
+    """
+    x_opt, f_opt = np.asarray(x_opt, float), np.asarray(f_opt, float)
+    x_base, f_base = np.asarray(x_base, float), np.asarray(f_base, float)
+    alignment = _Alignment(x_opt, x_base)
+    if not len(alignment.shifts):
+        return dict.fromkeys(
+            ("shift_decades", "flat_decades", "residual", "residual_unshifted"), np.nan
+        )
+    discrepancy = alignment.discrepancies(f_opt[None, :], f_base[None, :])[0]
+    scale = float(np.nanmax(f_base) - np.nanmin(f_base))
+    shift, flat, best = _pick(alignment.shifts, discrepancy, scale)
+    zero = np.flatnonzero(np.isclose(alignment.shifts, 0.0, atol=SHIFT_STEP / 2))
+    unshifted = float(np.sqrt(discrepancy[zero[0]])) if len(zero) else np.nan
+    return {
+        "shift_decades": shift,
+        "flat_decades": flat,
+        "residual": float(np.sqrt(best)),
+        "residual_unshifted": unshifted,
+    }
+
+
+def _seed_table(frame: pd.DataFrame, seeds: np.ndarray, lrs: np.ndarray) -> tuple:
+    """(sums, counts) of the capped value, shaped seed x lr."""
+    s = np.searchsorted(seeds, frame["seed"].to_numpy())
+    j = np.searchsorted(lrs, frame["lr"].to_numpy(dtype=float))
+    sums = np.zeros((len(seeds), len(lrs)))
+    counts = np.zeros_like(sums)
+    np.add.at(sums, (s, j), frame["value"].to_numpy(dtype=float))
+    np.add.at(counts, (s, j), 1.0)
+    return sums, counts
+
+
+def _profiles(weights: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ sums) / (weights @ counts)
+
+
+def lr_shift(
+    trials: pd.DataFrame,
+    metric: str,
+    baseline: str,
+    axes: Sequence[str] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pd.DataFrame:
+    """The learning-rate shift of every optimizer against ``baseline``, per cell.
+
+    A cell is (init, β, β2, *axes) of the optimizer; the baseline's profile is taken
+    at the same init, β and axes (and β2, where the baseline sweeps one). Estimator
+    and interval: module docstring. Values are capped (``capped_metric``); error
+    runs are left out.
+
+    Returns ``optimizer``, ``baseline``, ``init``, ``beta``, ``beta2``, ``axes``,
+    ``shift_decades``, ``ci_low``, ``ci_high``, ``residual``, ``residual_unshifted``,
+    ``flat_decades``, ``n_lrs``, ``n_seeds``; one row per optimizer cell that has a
+    baseline cell to compare with.
+    """
+    axes = list(axes)
+    require_columns(
+        trials, ["optimizer", "init", "beta", "beta2", "lr", "seed", "outcome", *axes], "lr_shift"
+    )
+    present = sorted(trials["optimizer"].dropna().unique())
+    if baseline not in present:
+        raise UserInputError(
+            f"baseline optimizer {baseline!r} is not in the trials; "
+            f"present: {', '.join(present) or 'none'}"
+        )
+    usable = usable_runs(trials)
+    usable = usable.assign(value=capped_metric(usable, metric).to_numpy())
+    usable = usable[np.isfinite(usable["value"].to_numpy(dtype=float)) & (usable["lr"] > 0)]
+    base_all = usable[usable["optimizer"] == baseline]
+    match = ["init", "beta", *axes]
+    if base_all["beta2"].notna().any():
+        match.insert(2, "beta2")
+    cell = ["init", "beta", "beta2", *axes]
+    rng = np.random.default_rng(seed)
+    alpha = (1.0 - ci) / 2.0
+    rows = []
+    others = usable[usable["optimizer"] != baseline]
+    for (name, *key), own in others.groupby(["optimizer", *cell], dropna=False, sort=True):
+        keys = dict(zip(cell, key, strict=True))
+        mask = np.ones(len(base_all), dtype=bool)
+        for column in match:
+            value = keys[column]
+            column_values = base_all[column]
+            mask &= (
+                column_values.isna().to_numpy()
+                if pd.isna(value)
+                else (column_values == value).to_numpy(dtype=bool, na_value=False)
+            )
+        base = base_all[mask]
+        if base.empty:
+            continue
+        row = {"optimizer": name, "baseline": baseline, **keys}
+        row |= _shift_row(own, base, n_boot, rng, alpha)
+        rows.append(row)
+    columns = ["optimizer", "baseline", *cell, "shift_decades", "ci_low", "ci_high"]
+    columns += ["residual", "residual_unshifted", "flat_decades", "n_lrs", "n_seeds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _shift_row(
+    own: pd.DataFrame, base: pd.DataFrame, n_boot: int, rng: np.random.Generator, alpha: float
+) -> dict:
+    seeds = np.intersect1d(own["seed"].unique(), base["seed"].unique())
+    own = own[own["seed"].isin(seeds)]
+    base = base[base["seed"].isin(seeds)]
+    lr_opt = np.unique(own["lr"].to_numpy(dtype=float))
+    lr_base = np.unique(base["lr"].to_numpy(dtype=float))
+    row = {"n_lrs": int(min(len(lr_opt), len(lr_base))), "n_seeds": len(seeds)}
+    if len(seeds) == 0 or len(lr_opt) < 2 or len(lr_base) < 2:
+        return row
+    sums_o, counts_o = _seed_table(own, seeds, lr_opt)
+    sums_b, counts_b = _seed_table(base, seeds, lr_base)
+    ones = np.ones((1, len(seeds)))
+    f_opt, f_base = _profiles(ones, sums_o, counts_o)[0], _profiles(ones, sums_b, counts_b)[0]
+    x_opt, x_base = np.log10(lr_opt), np.log10(lr_base)
+    row |= align_profiles(x_opt, f_opt, x_base, f_base)
+    if len(seeds) >= MIN_SEEDS_FOR_CI and np.isfinite(row["shift_decades"]):
+        alignment = _Alignment(x_opt, x_base)
+        scale = float(np.nanmax(f_base) - np.nanmin(f_base))
+        boot = []
+        for start in range(0, n_boot, _BOOT_CHUNK):
+            weights = _resample_counts(len(seeds), min(_BOOT_CHUNK, n_boot - start), rng)
+            p_opt = _profiles(weights, sums_o, counts_o)
+            p_base = _profiles(weights, sums_b, counts_b)
+            # a replicate that lost every run at some lr: that lr drops out of its mean
+            d = alignment.discrepancies(p_opt, p_base)
+            boot += [_pick(alignment.shifts, replicate, scale)[0] for replicate in d]
+        boot = np.asarray(boot)
+        boot = boot[np.isfinite(boot)]
+        if len(boot):
+            row |= {
+                "ci_low": float(np.quantile(boot, alpha)),
+                "ci_high": float(np.quantile(boot, 1.0 - alpha)),
+            }
+    return row
+
+
+def aligned_profiles(
+    trials: pd.DataFrame, metric: str, shifts: pd.DataFrame, axes: Sequence[str] = ()
+) -> pd.DataFrame:
+    """The profiles ``lr_shift`` aligned, for drawing: one row per cell and lr.
+
+    ``shifts`` is ``lr_shift``'s table. Each of its optimizer cells gets its seed-mean
+    capped profile with ``lr_aligned = lr / 10^shift_decades`` (where it behaves like
+    the baseline), and each baseline cell it was compared with its own profile
+    (shift 0). Returns ``optimizer``, ``init``, ``beta``, ``beta2``, ``axes``, ``lr``,
+    ``value``, ``shift_decades``, ``lr_aligned``, ``role`` (optimizer or baseline).
+    """
+    axes = list(axes)
+    cell = ["init", "beta", "beta2", *axes]
+    columns = ["optimizer", *cell, "lr", "value", "shift_decades", "lr_aligned", "role"]
+    if shifts.empty:
+        return pd.DataFrame(columns=columns)
+    usable = usable_runs(trials)
+    values = usable[["optimizer", *cell, "lr"]].assign(
+        value=capped_metric(usable, metric).to_numpy()
+    )
+    profiles = (
+        values.groupby(["optimizer", *cell, "lr"], dropna=False, sort=True)["value"]
+        .mean()
+        .reset_index()
+    )
+    own = profiles.merge(
+        shifts[["optimizer", *cell, "shift_decades"]].dropna(subset=["shift_decades"]),
+        on=["optimizer", *cell],
+    ).assign(role="optimizer")
+    baseline = shifts["baseline"].iloc[0]
+    base_keys = own[["init", "beta", *axes]].drop_duplicates()
+    base = profiles[profiles["optimizer"] == baseline].merge(base_keys, on=["init", "beta", *axes])
+    base = base.assign(shift_decades=0.0, role="baseline")
+    out = pd.concat([own, base], ignore_index=True)
+    out["lr_aligned"] = out["lr"] / 10.0 ** out["shift_decades"]
+    return out[columns]
