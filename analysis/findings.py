@@ -221,9 +221,10 @@ def _find_margin(tables: Tables) -> Finding | None:
     )
 
 
-EXPLAINED_ENOUGH = 0.9
-"""A shift that removes at least this share of the squared difference between two
-learning-rate profiles makes them 'mostly a rescaled learning rate'."""
+SHIFT_ACCOUNTS = 0.5
+"""A shift that leaves at most this fraction of the unshifted RMS difference between
+two learning-rate profiles (a quarter of the squared difference) makes the
+difference 'mostly a rescaled learning rate'."""
 
 
 def _find_shift(tables: Tables) -> list[Finding]:
@@ -264,20 +265,23 @@ def _find_shift(tables: Tables) -> list[Finding]:
         if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
             spread += f"; 95% CI {_num(row['ci_low'])} to {_num(row['ci_high'])}"
         text = (
-            f"{move} ({spread}); after that shift the profiles differ by "
-            f"{_num(row['residual'])} (RMS of {tables.metric}"
+            f"{move} ({spread}). After that shift the profiles differ by "
+            f"{_num(row['residual_trained'])} where both train and by "
+            f"{_num(row['residual'])} over every compared lr, divergence included (RMS "
+            f"of {tables.metric}"
         )
-        explained = row["explained"]
-        if pd.notna(row["residual_unshifted"]) and pd.notna(explained):
-            verdict = (
-                "mostly a rescaled learning rate"
-                if explained >= EXPLAINED_ENOUGH
-                else "more than a rescaled learning rate"
-            )
-            text += (
-                f"; {_num(row['residual_unshifted'])} without it), so the shift removes "
-                f"{_pct(explained)} of the squared difference: {verdict}"
-            )
+        unshifted = row["residual_unshifted"]
+        if pd.notna(unshifted):
+            text += f"; {_num(unshifted)} without the shift)"
+            if row["residual"] <= SHIFT_ACCOUNTS * unshifted:
+                text += ": the difference is mostly a rescaled learning rate"
+            elif row["residual_trained"] <= SHIFT_ACCOUNTS * row["residual"]:
+                text += (
+                    ": where both train it is a rescaled learning rate, but the "
+                    "learning rate at which training diverges moved differently"
+                )
+            else:
+                text += ": the difference is more than a rescaled learning rate"
         else:
             text += ")"
         parts.append(text)

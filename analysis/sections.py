@@ -293,19 +293,19 @@ def optimum_section(study: Study, section: Section) -> None:
         )
         return
     shifts = lr_shift(trials, study.metric, study.baseline, axes=study.axes)
-    shifts["explained"] = 1.0 - (shifts["residual"] / shifts["residual_unshifted"]) ** 2
     section.add(
         "lr_shift",
         f"Effective learning-rate shift against {study.baseline}",
         f"shift_decades = the s that best aligns the optimizer's capped {study.metric} "
         f"profile over learning rate with {study.baseline}'s at the same "
         f"{_per(['init', 'β', *study.axes])}: the optimizer at 10^s × lr behaves like "
-        f"{study.baseline} at lr (profiles: seed means, linear in log10(lr) between "
-        "grid points, compared only where the shifted grids overlap). residual = the "
-        "root mean square difference left after the shift, residual_unshifted = before "
-        "it, both in the metric's units; explained = 1 − (residual / "
-        "residual_unshifted)², the share of the squared difference the shift removes; "
-        "flat_decades > 0: a range of shifts fits equally well (the middle is given). "
+        f"{study.baseline} at lr. Profiles are seed means, linear in log10(lr) between "
+        "grid points, compared only where the shifted grids overlap; the shift is "
+        "fitted where both train (lrs where most runs diverged are left out). residual "
+        "= the root mean square difference left after the shift over every compared lr, "
+        "divergence included; residual_trained = the same where both train; "
+        "residual_unshifted = residual without a shift; all in the metric's units. "
+        "flat_decades > 0: a range of shifts fits equally well (its middle is given). "
         f"{_ci_words(study, 'shift')}.",
         shifts,
     )

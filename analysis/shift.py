@@ -26,12 +26,19 @@ The shift estimator (``align_profiles``):
   extrapolated beyond a grid. Candidates whose overlap holds fewer than half of
   either grid's lrs (at least 2) are not considered, so an alignment never rests
   on a sliver of the two profiles;
+- the shift is chosen where both optimizers train: a tested lr where at least half
+  the runs diverged is left out of the discrepancy (and so is an interpolated value
+  made from one), because the capped values there are a plateau that says where
+  training breaks, not how fast it goes. The cliff still counts in the residual;
 - ``shift_decades`` is the minimizer. Where several candidates tie (a flat
   discrepancy: flat profiles, or plateaus matching plateaus) it is the middle of
   the run of tied candidates around the minimizer nearest 0, and
   ``flat_decades`` is that run's width (0 when the minimum is sharp);
-- ``residual`` is the root mean square of that difference at the minimizer, in
-  the metric's units; ``residual_unshifted`` the same at ``s = 0``;
+- ``residual`` is the root mean square of that difference at the chosen shift
+  over the whole overlap, diverged lrs included, in the metric's units: a
+  stability limit that moved by more (or less) than the shift shows here;
+  ``residual_trained`` the same where both train (what the shift was fitted on);
+  ``residual_unshifted`` the same as ``residual`` at ``s = 0``;
 - the interval is a cluster bootstrap over seeds: the seeds both optimizers share
   are resampled with replacement, both profiles are recomputed from the same drawn
   seeds and the shift re-estimated; with fewer than ``MIN_SEEDS_FOR_CI`` seeds
@@ -114,18 +121,36 @@ class _Alignment:
         self.to_base = _interpolation_matrix(x_opt, (self.shifts[:, None] + x_base).ravel())
         self.to_opt = _interpolation_matrix(x_base, (x_opt - self.shifts[:, None]).ravel())
 
-    def discrepancies(self, f_opt: np.ndarray, f_base: np.ndarray) -> np.ndarray:
-        """Mean squared difference per candidate shift, both ways over the overlap;
-        rows of ``f_*`` are replicates, the result is replicates x candidates."""
+    def discrepancies(
+        self,
+        f_opt: np.ndarray,
+        f_base: np.ndarray,
+        ok_opt: np.ndarray | None = None,
+        ok_base: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Mean squared difference per candidate shift, both ways over the overlap.
+
+        Rows of ``f_*`` are replicates; the result is replicates x candidates.
+        ``ok_*`` (same shape as ``f_*``, default all True) say which grid points may
+        be compared: a point is left out where it is not ok, and an interpolated
+        value where either grid point it is made from is not. Fewer than 2 points
+        compared: NaN.
+        """
+        ok_opt = np.isfinite(f_opt) if ok_opt is None else ok_opt & np.isfinite(f_opt)
+        ok_base = np.isfinite(f_base) if ok_base is None else ok_base & np.isfinite(f_base)
         n = len(self.shifts)
+        f_opt, f_base = np.where(ok_opt, f_opt, 0.0), np.where(ok_base, f_base, 0.0)
         at_base = (f_opt @ self.to_base.T).reshape(len(f_opt), n, -1) - f_base[:, None, :]
         at_opt = (f_base @ self.to_opt.T).reshape(len(f_base), n, -1) - f_opt[:, None, :]
-        sq_base = np.where(self.mask_base, at_base**2, np.nan)
-        sq_opt = np.where(self.mask_opt, at_opt**2, np.nan)
-        total = np.nansum(sq_base, axis=2) + np.nansum(sq_opt, axis=2)
-        count = np.isfinite(sq_base).sum(axis=2) + np.isfinite(sq_opt).sum(axis=2)
+        bad_base = ((~ok_opt) @ (self.to_base != 0).T).reshape(len(f_opt), n, -1) > 0
+        bad_opt = ((~ok_base) @ (self.to_opt != 0).T).reshape(len(f_base), n, -1) > 0
+        use_base = self.mask_base & ~bad_base & ok_base[:, None, :]
+        use_opt = self.mask_opt & ~bad_opt & ok_opt[:, None, :]
+        total = np.where(use_base, at_base**2, 0.0).sum(axis=2)
+        total += np.where(use_opt, at_opt**2, 0.0).sum(axis=2)
+        count = use_base.sum(axis=2) + use_opt.sum(axis=2)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / count, np.nan)
+            return np.where(count >= 2, total / count, np.nan)
 
 
 def _inside(points: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -153,45 +178,66 @@ def _pick(shifts: np.ndarray, discrepancy: np.ndarray, scale: float) -> tuple[fl
     return float((shifts[lo] + shifts[hi]) / 2), float(shifts[hi] - shifts[lo]), float(best)
 
 
+_ALIGN_COLUMNS = (
+    "shift_decades",
+    "flat_decades",
+    "residual",
+    "residual_trained",
+    "residual_unshifted",
+)
+
+
 def align_profiles(
-    x_opt: np.ndarray, f_opt: np.ndarray, x_base: np.ndarray, f_base: np.ndarray
+    x_opt: np.ndarray,
+    f_opt: np.ndarray,
+    x_base: np.ndarray,
+    f_base: np.ndarray,
+    trains_opt: np.ndarray | None = None,
+    trains_base: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The shift that best aligns two profiles (module docstring), and what is left.
 
-    ``x_*`` are log10(lr) in increasing order, ``f_*`` the profile values there.
-    Returns ``shift_decades``, ``flat_decades``, ``residual``, ``residual_unshifted``
-    (NaN where no candidate shift has enough overlap; ``residual_unshifted`` also
-    where 0 is not a candidate).
+    ``x_*`` are log10(lr) in increasing order, ``f_*`` the profile values there,
+    ``trains_*`` (default all True) whether most runs at that lr did not diverge:
+    the shift is chosen on those points only, the residuals are over every point.
+    Returns ``shift_decades``, ``flat_decades``, ``residual``, ``residual_trained``
+    (the same where both train), ``residual_unshifted`` (NaN where no candidate shift
+    has enough overlap; ``residual_unshifted`` also where 0 is not a candidate).
     """
     x_opt, f_opt = np.asarray(x_opt, float), np.asarray(f_opt, float)
     x_base, f_base = np.asarray(x_base, float), np.asarray(f_base, float)
     alignment = _Alignment(x_opt, x_base)
     if not len(alignment.shifts):
-        return dict.fromkeys(
-            ("shift_decades", "flat_decades", "residual", "residual_unshifted"), np.nan
-        )
-    discrepancy = alignment.discrepancies(f_opt[None, :], f_base[None, :])[0]
+        return dict.fromkeys(_ALIGN_COLUMNS, np.nan)
+    ok_opt = None if trains_opt is None else np.asarray(trains_opt, bool)[None, :]
+    ok_base = None if trains_base is None else np.asarray(trains_base, bool)[None, :]
+    trained = alignment.discrepancies(f_opt[None, :], f_base[None, :], ok_opt, ok_base)[0]
+    everywhere = alignment.discrepancies(f_opt[None, :], f_base[None, :])[0]
     scale = float(np.nanmax(f_base) - np.nanmin(f_base))
-    shift, flat, best = _pick(alignment.shifts, discrepancy, scale)
+    shift, flat, best = _pick(alignment.shifts, trained, scale)
+    at = np.flatnonzero(np.isclose(alignment.shifts, shift, atol=SHIFT_STEP / 2))
     zero = np.flatnonzero(np.isclose(alignment.shifts, 0.0, atol=SHIFT_STEP / 2))
-    unshifted = float(np.sqrt(discrepancy[zero[0]])) if len(zero) else np.nan
+    residual = float(np.sqrt(everywhere[at[0]])) if len(at) else np.nan
     return {
         "shift_decades": shift,
         "flat_decades": flat,
-        "residual": float(np.sqrt(best)),
-        "residual_unshifted": unshifted,
+        "residual": residual,
+        "residual_trained": float(np.sqrt(best)),
+        "residual_unshifted": float(np.sqrt(everywhere[zero[0]])) if len(zero) else np.nan,
     }
 
 
 def _seed_table(frame: pd.DataFrame, seeds: np.ndarray, lrs: np.ndarray) -> tuple:
-    """(sums, counts) of the capped value, shaped seed x lr."""
+    """(sums of the capped value, diverged counts, run counts), each shaped seed x lr."""
     s = np.searchsorted(seeds, frame["seed"].to_numpy())
     j = np.searchsorted(lrs, frame["lr"].to_numpy(dtype=float))
     sums = np.zeros((len(seeds), len(lrs)))
+    diverged = np.zeros_like(sums)
     counts = np.zeros_like(sums)
     np.add.at(sums, (s, j), frame["value"].to_numpy(dtype=float))
+    np.add.at(diverged, (s, j), frame["outcome"].eq("diverged").to_numpy(dtype=float))
     np.add.at(counts, (s, j), 1.0)
-    return sums, counts
+    return sums, diverged, counts
 
 
 def _profiles(weights: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -216,9 +262,9 @@ def lr_shift(
     runs are left out.
 
     Returns ``optimizer``, ``baseline``, ``init``, ``beta``, ``beta2``, ``axes``,
-    ``shift_decades``, ``ci_low``, ``ci_high``, ``residual``, ``residual_unshifted``,
-    ``flat_decades``, ``n_lrs``, ``n_seeds``; one row per optimizer cell that has a
-    baseline cell to compare with.
+    ``shift_decades``, ``ci_low``, ``ci_high``, ``residual``, ``residual_trained``,
+    ``residual_unshifted``, ``flat_decades``, ``n_lrs``, ``n_seeds``; one row per
+    optimizer cell that has a baseline cell to compare with.
     """
     axes = list(axes)
     require_columns(
@@ -260,7 +306,8 @@ def lr_shift(
         row |= _shift_row(own, base, n_boot, rng, alpha)
         rows.append(row)
     columns = ["optimizer", "baseline", *cell, "shift_decades", "ci_low", "ci_high"]
-    columns += ["residual", "residual_unshifted", "flat_decades", "n_lrs", "n_seeds"]
+    columns += ["residual", "residual_trained", "residual_unshifted", "flat_decades"]
+    columns += ["n_lrs", "n_seeds"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -275,12 +322,14 @@ def _shift_row(
     row = {"n_lrs": int(min(len(lr_opt), len(lr_base))), "n_seeds": len(seeds)}
     if len(seeds) == 0 or len(lr_opt) < 2 or len(lr_base) < 2:
         return row
-    sums_o, counts_o = _seed_table(own, seeds, lr_opt)
-    sums_b, counts_b = _seed_table(base, seeds, lr_base)
+    sums_o, div_o, counts_o = _seed_table(own, seeds, lr_opt)
+    sums_b, div_b, counts_b = _seed_table(base, seeds, lr_base)
     ones = np.ones((1, len(seeds)))
     f_opt, f_base = _profiles(ones, sums_o, counts_o)[0], _profiles(ones, sums_b, counts_b)[0]
+    trains_opt = _profiles(ones, div_o, counts_o)[0] < 0.5
+    trains_base = _profiles(ones, div_b, counts_b)[0] < 0.5
     x_opt, x_base = np.log10(lr_opt), np.log10(lr_base)
-    row |= align_profiles(x_opt, f_opt, x_base, f_base)
+    row |= align_profiles(x_opt, f_opt, x_base, f_base, trains_opt, trains_base)
     if len(seeds) >= MIN_SEEDS_FOR_CI and np.isfinite(row["shift_decades"]):
         alignment = _Alignment(x_opt, x_base)
         scale = float(np.nanmax(f_base) - np.nanmin(f_base))
@@ -289,8 +338,10 @@ def _shift_row(
             weights = _resample_counts(len(seeds), min(_BOOT_CHUNK, n_boot - start), rng)
             p_opt = _profiles(weights, sums_o, counts_o)
             p_base = _profiles(weights, sums_b, counts_b)
-            # a replicate that lost every run at some lr: that lr drops out of its mean
-            d = alignment.discrepancies(p_opt, p_base)
+            ok_opt = _profiles(weights, div_o, counts_o) < 0.5
+            ok_base = _profiles(weights, div_b, counts_b) < 0.5
+            # a replicate that lost every run at some lr: that lr drops out (NaN)
+            d = alignment.discrepancies(p_opt, p_base, ok_opt, ok_base)
             boot += [_pick(alignment.shifts, replicate, scale)[0] for replicate in d]
         boot = np.asarray(boot)
         boot = boot[np.isfinite(boot)]

@@ -547,3 +547,69 @@ def test_summary_by_optimizer_counts_outcomes_and_finds_the_best_config():
     assert math.isnan(sgd["best_beta2"])
     insgd = out.loc["insgd"]
     assert (insgd["best_lr"], insgd["best_beta"], insgd["best_beta2"]) == (0.5, 0.5, 0.99)
+
+
+# --------------------------------------------------------------------------- seed-level statistics
+
+
+def test_cluster_bootstrap_resamples_seeds_not_pairs():
+    # 5 seeds with 10 identical pairs each: seed 4's pairs are 1, the others 0. A
+    # resample's mean is (times seed 4 is drawn) / 5, Binomial(5, 1/5) / 5:
+    # P(<= 0) = 0.328 and P(<= 2) = 0.942 < 0.975 <= P(<= 3) = 0.993, so the 95%
+    # interval is [0, 0.6]. Resampling the 50 pairs one by one would give about
+    # [0.09, 0.31] (0.2 +- 1.96 * sqrt(0.2 * 0.8 / 50)), far too narrow.
+    values = np.repeat([0.0, 0.0, 0.0, 0.0, 1.0], 10)
+    seeds = np.repeat(np.arange(5), 10)
+    boot = metrics.cluster_bootstrap_means(values, seeds, 4000, np.random.default_rng(0))
+    assert np.quantile(boot, 0.025) == 0.0
+    assert np.quantile(boot, 0.975) == pytest.approx(0.6)
+    assert set(np.round(boot * 5, 9)) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_paired_comparison_interval_is_over_seeds():
+    # the optimizer is better by 0.1 on four seeds and worse by 0.4 on the fifth, at
+    # every lr and init: 8 pairs per seed. The mean is 0; a seed-level interval spans
+    # the resamples' means (k * 0.4 - (5 - k) * 0.1) / 5 for k = 0..3 at least.
+    rows = _paired_rows(0.0)
+    other = _paired_rows(0.0, optimizer="insgd")
+    for row in other:
+        row["final_val_loss"] += 0.4 if row["seed"] == 4 else -0.1
+    out = metrics.paired_comparison(frame(rows + other), n_boot=4000).iloc[0]
+    assert out["mean_diff"] == pytest.approx(0.0)
+    assert out["n_pairs"] == 40 and out["n_seeds"] == 5
+    assert out["ci_low"] == pytest.approx(-0.1)  # seed 4 drawn 0 times: P = 0.328
+    assert out["ci_high"] == pytest.approx(0.2)  # drawn 3 times: the 97.5% quantile
+    assert out["frac_pairs_better"] == pytest.approx(0.8)
+
+
+def test_paired_comparison_gives_no_interval_under_five_seeds():
+    rows = _paired_rows(0.0, n_seeds=4) + _paired_rows(-0.1, n_seeds=4, optimizer="insgd")
+    out = metrics.paired_comparison(frame(rows), n_boot=100).iloc[0]
+    assert out["mean_diff"] == pytest.approx(-0.1) and out["n_seeds"] == 4
+    assert math.isnan(out["ci_low"]) and math.isnan(out["ci_high"])
+    assert math.isnan(out["p_better"])
+
+
+def test_tuned_comparison_is_cross_fitted_on_halves_of_the_seeds():
+    # insgd's two configurations are equally good on average (0.5), but each wins on
+    # one seed. Chosen on the same seeds it is scored on, the winner looks like 0.0:
+    # 0.5 better than sgd's 0.5. Cross-fitted: chosen on seed 0 (lr 1e-3: 0.0), scored
+    # on seed 1 (1.0); chosen on seed 1 (lr 1e-2: 0.0), scored on seed 0 (1.0). So
+    # the tuned difference is +0.5 on both seeds, exactly.
+    sgd = grid([1e-3], [[0.5, 0.5]])
+    insgd = grid([1e-3, 1e-2], [[0.0, 1.0], [1.0, 0.0]], optimizer="insgd")
+    out = metrics.paired_comparison(frame(sgd + insgd), level="tuned", n_boot=50).iloc[0]
+    assert out["mean_diff"] == pytest.approx(0.5) and out["n_pairs"] == 2
+    assert metrics.seed_halves([7, 3, 5, 1]) == ([1, 5], [3, 7])
+
+
+def test_paired_comparison_keeps_an_extra_axis_apart():
+    rows, other = [], []
+    for wd, shift in ((0.0, -0.1), (1e-3, 0.2)):
+        rows += _paired_rows(0.0, weight_decay=wd)
+        other += _paired_rows(shift, optimizer="insgd", weight_decay=wd)
+    trials = pd.DataFrame(rows + other).astype(TRIAL_COLUMNS)
+    out = metrics.paired_comparison(trials, axes=["weight_decay"], n_boot=50)
+    assert out["weight_decay"].tolist() == [0.0, 1e-3]
+    assert out["mean_diff"].tolist() == pytest.approx([-0.1, 0.2])
+    assert out["n_pairs"].tolist() == [40, 40]

@@ -283,3 +283,33 @@ def test_study_where_every_run_errored_says_so_instead_of_analysing(tmp_path):
     assert notes["divergence"].startswith("Every run ended in an error")
     index = render_report(report, tmp_path / "out")
     assert "Every run ended in an error" in index.read_text()
+
+
+def test_an_extra_swept_axis_is_a_column_of_every_table_never_pooled(tmp_path):
+    # the same synthetic study twice, once per weight decay; with weight decay 1e-3
+    # every run at lr >= 0.005 diverges, so the two stability limits differ
+    results = write_synthetic_results(
+        tmp_path / "wd", optimizers=("sgd", "insgd"), inits=("default",), betas=(0.9,)
+    )
+    trials = pd.read_parquet(results / "trials.parquet")
+    decayed = trials.assign(weight_decay=1e-3, trial_id=trials["trial_id"] + "-wd")
+    decayed["run_id"] = decayed["trial_id"] + "-s" + decayed["seed"].astype(str)
+    decayed.loc[decayed["lr"] >= 0.005, "outcome"] = "diverged"
+    both = pd.concat([trials.assign(weight_decay=0.0), decayed], ignore_index=True)
+    both.to_parquet(results / "trials.parquet")
+    report = build_report(load_results(results))
+    assert not report.failures, report.failures
+    assert report.axes == ["weight_decay"]
+    for name, table in report.tables.items():
+        if name in ("axes", "importance"):  # per optimizer: the axis is a row / a param
+            continue
+        assert set(table.frame["weight_decay"]) == {0.0, 1e-3}, name
+    stable = report.tables["max_stable_lr"].frame.set_index(["optimizer", "weight_decay"])
+    for label in ("sgd", "insgd"):
+        assert stable.loc[(label, 1e-3), "max_stable_lr"] == pytest.approx(10**-2.75)
+        assert (
+            stable.loc[(label, 1e-3), "max_stable_lr"] < stable.loc[(label, 0.0), "max_stable_lr"]
+        )
+    assert "weight_decay" in set(report.tables["importance"].frame["param"])
+    sentence = next(f.text for f in report.findings if f.table == "max_stable_lr")
+    assert "sgd (weight_decay 0.001)" in sentence and "sgd (weight_decay 0)" in sentence
