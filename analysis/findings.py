@@ -221,10 +221,12 @@ def _find_margin(tables: Tables) -> Finding | None:
     )
 
 
-SHIFT_ACCOUNTS = 0.5
+SHIFT_ACCOUNTS = 0.25
 """A shift that leaves at most this fraction of the unshifted RMS difference between
-two learning-rate profiles (a quarter of the squared difference) makes the
-difference 'mostly a rescaled learning rate'."""
+two learning-rate profiles (1/16 of the squared difference) makes the difference
+'mostly a rescaled learning rate'; up to ``SHIFT_PART`` it accounts for part of it;
+beyond, it does not account for it."""
+SHIFT_PART = 0.75
 
 
 def _find_shift(tables: Tables) -> list[Finding]:
@@ -280,8 +282,10 @@ def _find_shift(tables: Tables) -> list[Finding]:
                     ": where both train it is a rescaled learning rate, but the "
                     "learning rate at which training diverges moved differently"
                 )
+            elif row["residual"] < SHIFT_PART * unshifted:
+                text += ": a rescaled learning rate accounts for part of the difference only"
             else:
-                text += ": the difference is more than a rescaled learning rate"
+                text += ": a rescaled learning rate does not account for the difference"
         else:
             text += ")"
         parts.append(text)

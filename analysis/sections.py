@@ -373,7 +373,7 @@ def examples_section(study: Study, section: Section) -> None:
         section.note = "The results hold no training curves (curves.parquet is empty)."
         return
     best = summary_by_optimizer(study.trials, direction=study.direction)
-    runs = example_runs(results.trials, results.curves, best)
+    runs = example_runs(results.trials, results.curves, best, study.axes)
     if runs.empty:
         section.note = "No run with a recorded curve could be picked."
         return
@@ -384,7 +384,9 @@ def examples_section(study: Study, section: Section) -> None:
     section.figures.append("training_curves")
 
 
-def example_runs(trials: pd.DataFrame, curves: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+def example_runs(
+    trials: pd.DataFrame, curves: pd.DataFrame, best: pd.DataFrame, axes: list[str] = ()
+) -> pd.DataFrame:
     """Per optimizer: a run of its best configuration, and the diverged run nearest to it.
 
     ``best`` is ``summary_by_optimizer``'s table (its ``best_trial_id``). The diverged
@@ -410,7 +412,7 @@ def example_runs(trials: pd.DataFrame, curves: pd.DataFrame, best: pd.DataFrame)
             ]
             diverged = near if not near.empty else diverged
         picked.append(diverged.sort_values(["lr", "seed"]).iloc[0])
-    columns = ["run_id", "optimizer", "outcome", "lr", "beta", "init", "seed"]
+    columns = ["run_id", "optimizer", "outcome", "lr", "beta", "init", "seed", *axes]
     return pd.DataFrame(picked)[columns].reset_index(drop=True) if picked else pd.DataFrame()
 
 
@@ -449,8 +451,9 @@ SECTIONS: list[SectionSpec] = [
         "divergence",
         "Where training diverges",
         "Divergence probability over learning rate × β, one panel per optimizer and init "
-        "scheme; white markers: the maximum stable learning rate per β with its 95% "
-        "bootstrap interval; dashed: the logistic estimate of the P = 0.5 boundary.",
+        "scheme; white markers: the maximum stable learning rate per β (with its 95% "
+        "bootstrap interval where the study has at least 5 seeds); dashed: the "
+        "logistic estimate of the P = 0.5 boundary.",
         divergence_section,
         per_cell=True,
     ),

@@ -36,13 +36,17 @@ The shift estimator (``align_profiles``):
   ``flat_decades`` is that run's width (0 when the minimum is sharp);
 - ``residual`` is the root mean square of that difference at the chosen shift
   over the whole overlap, diverged lrs included, in the metric's units: a
-  stability limit that moved by more (or less) than the shift shows here;
+  stability limit that moved by more (or less) than the shift shows here. Only
+  values the grids measured are compared: an interpolated value drawn across a
+  divergence cliff (between a grid point that trains and one that diverged) is
+  left out, since the cliff's position between two grid points is unknown;
   ``residual_trained`` the same where both train (what the shift was fitted on);
   ``residual_unshifted`` the same as ``residual`` at ``s = 0``;
 - the interval is a cluster bootstrap over seeds: the seeds both optimizers share
-  are resampled with replacement, both profiles are recomputed from the same drawn
-  seeds and the shift re-estimated; with fewer than ``MIN_SEEDS_FOR_CI`` seeds
-  there is no interval.
+  are resampled with replacement (400 times by default), both profiles are
+  recomputed from the same drawn seeds and the shift re-estimated on candidates
+  ``BOOT_SHIFT_STEP`` apart (every replicate costs a full search); with fewer than
+  ``MIN_SEEDS_FOR_CI`` seeds there is no interval.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from robustness.errors import UserInputError
 __all__ = ["SHIFT_STEP", "align_profiles", "aligned_profiles", "lr_shift", "stability_margin"]
 
 SHIFT_STEP = 0.01  # decades between candidate shifts
+BOOT_SHIFT_STEP = 0.02  # the same for bootstrap replicates (an interval end is never finer)
 _BOOT_CHUNK = 100  # bootstrap replicates aligned at once (memory: chunk x candidates x lrs)
 
 
@@ -85,32 +90,35 @@ def stability_margin(band: pd.DataFrame, stable: pd.DataFrame, by: Sequence[str]
     return out[[*by, *columns, "band_width_decades", "band_resolved"]]
 
 
-def _interpolation_matrix(x: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Weights ``M`` with ``M @ f == np.interp(queries, x, f)`` for any ``f`` on ``x``."""
-    n = len(x)
-    matrix = np.zeros((len(queries), n))
-    rows = np.arange(len(queries))
-    if n == 1:
-        matrix[:, 0] = 1.0
-        return matrix
-    q = np.clip(queries, x[0], x[-1])
-    i = np.clip(np.searchsorted(x, q, side="right") - 1, 0, n - 2)
-    t = (q - x[i]) / (x[i + 1] - x[i])
-    matrix[rows, i] = 1.0 - t
-    matrix[rows, i + 1] += t
-    return matrix
+class _Interpolation:
+    """Linear interpolation of any profile on grid ``x`` at fixed ``queries`` (clamped
+    to the grid), as two gathers: ``f[:, lo] * (1 - t) + f[:, hi] * t``."""
+
+    def __init__(self, x: np.ndarray, queries: np.ndarray) -> None:
+        q = np.clip(queries, x[0], x[-1])
+        self.lo = np.clip(np.searchsorted(x, q, side="right") - 1, 0, max(len(x) - 2, 0))
+        self.hi = np.minimum(self.lo + 1, len(x) - 1)
+        span = x[self.hi] - x[self.lo]
+        self.t = np.where(span > 0, (q - x[self.lo]) / np.where(span > 0, span, 1.0), 0.0)
+
+    def values(self, f: np.ndarray) -> np.ndarray:
+        return f[:, self.lo] * (1.0 - self.t) + f[:, self.hi] * self.t
+
+    def usable(self, ok: np.ndarray) -> np.ndarray:
+        """Whether each interpolated value is made only from usable grid points."""
+        return (ok[:, self.lo] | (self.t == 1.0)) & (ok[:, self.hi] | (self.t == 0.0))
 
 
 class _Alignment:
     """The candidate shifts of two lr grids and the interpolation weights for each.
 
     Built once per pair of grids, then applied to any number of replicate profiles
-    (the bootstrap) as matrix products.
+    (the bootstrap) at once.
     """
 
-    def __init__(self, x_opt: np.ndarray, x_base: np.ndarray) -> None:
+    def __init__(self, x_opt: np.ndarray, x_base: np.ndarray, step: float = SHIFT_STEP) -> None:
         lo, hi = x_opt[0] - x_base[-1], x_opt[-1] - x_base[0]
-        shifts = np.arange(np.floor(lo / SHIFT_STEP), np.ceil(hi / SHIFT_STEP) + 1) * SHIFT_STEP
+        shifts = np.arange(np.floor(lo / step), np.ceil(hi / step) + 1) * step
         inside_base = _inside(x_base[None, :] + shifts[:, None], x_opt)
         inside_opt = _inside(x_opt[None, :] - shifts[:, None], x_base)
         enough = (inside_base.sum(axis=1) >= _needed(len(x_base))) & (
@@ -118,8 +126,8 @@ class _Alignment:
         )
         self.shifts = shifts[enough]
         self.mask_base, self.mask_opt = inside_base[enough], inside_opt[enough]
-        self.to_base = _interpolation_matrix(x_opt, (self.shifts[:, None] + x_base).ravel())
-        self.to_opt = _interpolation_matrix(x_base, (x_opt - self.shifts[:, None]).ravel())
+        self.to_base = _Interpolation(x_opt, (self.shifts[:, None] + x_base).ravel())
+        self.to_opt = _Interpolation(x_base, (x_opt - self.shifts[:, None]).ravel())
 
     def discrepancies(
         self,
@@ -127,25 +135,34 @@ class _Alignment:
         f_base: np.ndarray,
         ok_opt: np.ndarray | None = None,
         ok_base: np.ndarray | None = None,
+        classes: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Mean squared difference per candidate shift, both ways over the overlap.
 
         Rows of ``f_*`` are replicates; the result is replicates x candidates.
         ``ok_*`` (same shape as ``f_*``, default all True) say which grid points may
         be compared: a point is left out where it is not ok, and an interpolated
-        value where either grid point it is made from is not. Fewer than 2 points
-        compared: NaN.
+        value where either grid point it is made from is not. ``classes`` (whether
+        each grid point of the optimizer and of the baseline trains) leaves out an
+        interpolated value made from one point that trains and one that diverged: a
+        line drawn across a divergence cliff between two grid points says nothing
+        the grid measured. Fewer than 2 points compared: NaN.
         """
         ok_opt = np.isfinite(f_opt) if ok_opt is None else ok_opt & np.isfinite(f_opt)
         ok_base = np.isfinite(f_base) if ok_base is None else ok_base & np.isfinite(f_base)
         n = len(self.shifts)
         f_opt, f_base = np.where(ok_opt, f_opt, 0.0), np.where(ok_base, f_base, 0.0)
-        at_base = (f_opt @ self.to_base.T).reshape(len(f_opt), n, -1) - f_base[:, None, :]
-        at_opt = (f_base @ self.to_opt.T).reshape(len(f_base), n, -1) - f_opt[:, None, :]
-        bad_base = ((~ok_opt) @ (self.to_base != 0).T).reshape(len(f_opt), n, -1) > 0
-        bad_opt = ((~ok_base) @ (self.to_opt != 0).T).reshape(len(f_base), n, -1) > 0
-        use_base = self.mask_base & ~bad_base & ok_base[:, None, :]
-        use_opt = self.mask_opt & ~bad_opt & ok_opt[:, None, :]
+        shape = (len(f_opt), n, -1)
+        at_base = self.to_base.values(f_opt).reshape(shape) - f_base[:, None, :]
+        at_opt = self.to_opt.values(f_base).reshape(shape) - f_opt[:, None, :]
+        good_base = self.to_base.usable(ok_opt).reshape(shape)
+        good_opt = self.to_opt.usable(ok_base).reshape(shape)
+        if classes is not None:
+            c_opt, c_base = classes
+            good_base &= (self.to_base.usable(c_opt) | self.to_base.usable(~c_opt)).reshape(shape)
+            good_opt &= (self.to_opt.usable(c_base) | self.to_opt.usable(~c_base)).reshape(shape)
+        use_base = self.mask_base & good_base & ok_base[:, None, :]
+        use_opt = self.mask_opt & good_opt & ok_opt[:, None, :]
         total = np.where(use_base, at_base**2, 0.0).sum(axis=2)
         total += np.where(use_opt, at_opt**2, 0.0).sum(axis=2)
         count = use_base.sum(axis=2) + use_opt.sum(axis=2)
@@ -209,10 +226,20 @@ def align_profiles(
     alignment = _Alignment(x_opt, x_base)
     if not len(alignment.shifts):
         return dict.fromkeys(_ALIGN_COLUMNS, np.nan)
-    ok_opt = None if trains_opt is None else np.asarray(trains_opt, bool)[None, :]
-    ok_base = None if trains_base is None else np.asarray(trains_base, bool)[None, :]
+    ok_opt = (
+        np.ones((1, len(f_opt)), bool)
+        if trains_opt is None
+        else np.asarray(trains_opt, bool)[None, :]
+    )
+    ok_base = (
+        np.ones((1, len(f_base)), bool)
+        if trains_base is None
+        else np.asarray(trains_base, bool)[None, :]
+    )
     trained = alignment.discrepancies(f_opt[None, :], f_base[None, :], ok_opt, ok_base)[0]
-    everywhere = alignment.discrepancies(f_opt[None, :], f_base[None, :])[0]
+    everywhere = alignment.discrepancies(
+        f_opt[None, :], f_base[None, :], classes=(ok_opt, ok_base)
+    )[0]
     scale = float(np.nanmax(f_base) - np.nanmin(f_base))
     shift, flat, best = _pick(alignment.shifts, trained, scale)
     at = np.flatnonzero(np.isclose(alignment.shifts, shift, atol=SHIFT_STEP / 2))
@@ -250,7 +277,7 @@ def lr_shift(
     metric: str,
     baseline: str,
     axes: Sequence[str] = (),
-    n_boot: int = 1000,
+    n_boot: int = 400,
     seed: int = 0,
     ci: float = 0.95,
 ) -> pd.DataFrame:
@@ -331,7 +358,7 @@ def _shift_row(
     x_opt, x_base = np.log10(lr_opt), np.log10(lr_base)
     row |= align_profiles(x_opt, f_opt, x_base, f_base, trains_opt, trains_base)
     if len(seeds) >= MIN_SEEDS_FOR_CI and np.isfinite(row["shift_decades"]):
-        alignment = _Alignment(x_opt, x_base)
+        alignment = _Alignment(x_opt, x_base, BOOT_SHIFT_STEP)
         scale = float(np.nanmax(f_base) - np.nanmin(f_base))
         boot = []
         for start in range(0, n_boot, _BOOT_CHUNK):
