@@ -255,16 +255,16 @@ def align_profiles(
 
 
 def _seed_table(frame: pd.DataFrame, seeds: np.ndarray, lrs: np.ndarray) -> tuple:
-    """(sums of the capped value, diverged counts, run counts), each shaped seed x lr."""
+    """(sums of the capped value, run counts, diverged counts, counts of runs at risk),
+    each shaped seed x lr. A ``pruned`` run has a value but no say in divergence."""
     s = np.searchsorted(seeds, frame["seed"].to_numpy())
     j = np.searchsorted(lrs, frame["lr"].to_numpy(dtype=float))
-    sums = np.zeros((len(seeds), len(lrs)))
-    diverged = np.zeros_like(sums)
-    counts = np.zeros_like(sums)
+    sums, counts, diverged, at_risk = (np.zeros((len(seeds), len(lrs))) for _ in range(4))
     np.add.at(sums, (s, j), frame["value"].to_numpy(dtype=float))
-    np.add.at(diverged, (s, j), frame["outcome"].eq("diverged").to_numpy(dtype=float))
     np.add.at(counts, (s, j), 1.0)
-    return sums, diverged, counts
+    np.add.at(diverged, (s, j), frame["outcome"].eq("diverged").to_numpy(dtype=float))
+    np.add.at(at_risk, (s, j), frame["outcome"].ne("pruned").to_numpy(dtype=float))
+    return sums, counts, diverged, at_risk
 
 
 def _profiles(weights: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -349,12 +349,13 @@ def _shift_row(
     row = {"n_lrs": int(min(len(lr_opt), len(lr_base))), "n_seeds": len(seeds)}
     if len(seeds) == 0 or len(lr_opt) < 2 or len(lr_base) < 2:
         return row
-    sums_o, div_o, counts_o = _seed_table(own, seeds, lr_opt)
-    sums_b, div_b, counts_b = _seed_table(base, seeds, lr_base)
+    sums_o, counts_o, div_o, risk_o = _seed_table(own, seeds, lr_opt)
+    sums_b, counts_b, div_b, risk_b = _seed_table(base, seeds, lr_base)
     ones = np.ones((1, len(seeds)))
     f_opt, f_base = _profiles(ones, sums_o, counts_o)[0], _profiles(ones, sums_b, counts_b)[0]
-    trains_opt = _profiles(ones, div_o, counts_o)[0] < 0.5
-    trains_base = _profiles(ones, div_b, counts_b)[0] < 0.5
+    # an lr trains unless at least half its runs at risk diverged (none at risk: it trains)
+    trains_opt = ~(_profiles(ones, div_o, risk_o)[0] >= 0.5)
+    trains_base = ~(_profiles(ones, div_b, risk_b)[0] >= 0.5)
     x_opt, x_base = np.log10(lr_opt), np.log10(lr_base)
     row |= align_profiles(x_opt, f_opt, x_base, f_base, trains_opt, trains_base)
     if len(seeds) >= MIN_SEEDS_FOR_CI and np.isfinite(row["shift_decades"]):
@@ -365,8 +366,8 @@ def _shift_row(
             weights = _resample_counts(len(seeds), min(_BOOT_CHUNK, n_boot - start), rng)
             p_opt = _profiles(weights, sums_o, counts_o)
             p_base = _profiles(weights, sums_b, counts_b)
-            ok_opt = _profiles(weights, div_o, counts_o) < 0.5
-            ok_base = _profiles(weights, div_b, counts_b) < 0.5
+            ok_opt = ~(_profiles(weights, div_o, risk_o) >= 0.5)
+            ok_base = ~(_profiles(weights, div_b, risk_b) >= 0.5)
             # a replicate that lost every run at some lr: that lr drops out (NaN)
             d = alignment.discrepancies(p_opt, p_base, ok_opt, ok_base)
             boot += [_pick(alignment.shifts, replicate, scale)[0] for replicate in d]

@@ -99,7 +99,7 @@ def describe_study(results: Results) -> Study:
         metric = "objective"
     direction = search.get("direction")
     maximize = direction == "maximize" if direction else is_maximized(metric)
-    axes = extra_axes(trials)
+    axes = extra_axes(trials, results.spec)
     cells, binned = grid_cells(trials, axes)
     return Study(
         results=results,
@@ -124,14 +124,35 @@ def baseline_of(spec: dict, trials: pd.DataFrame) -> str:
     return "sgd" if "sgd" in labels or not labels else labels[0]
 
 
-def extra_axes(trials: pd.DataFrame) -> list[str]:
-    """The swept axes beyond lr, init, β and β2: columns outside the results schema
-    (the runner copies each extra axis of a configuration into its record) that take
-    more than one value (a missing value, where an axis does not apply to an
-    optimizer, counts as a value). In column order."""
+def extra_axes(trials: pd.DataFrame, spec: dict | None = None) -> list[str]:
+    """The swept axes beyond lr, init, β and β2, in column order.
+
+    The runner copies each extra axis of a configuration into its record as a column
+    outside the results schema. An axis is such a column that takes more than one
+    value (a missing value, where an axis does not apply to an optimizer, counts as
+    a value); when the spec is known, it must also be an axis of its ``space`` or of
+    an optimizer's ``space``, so that no other column is ever taken for one.
+    """
+    named = _spec_axes(spec) if spec else None
     return [
-        c for c in trials.columns if c not in TRIAL_COLUMNS and trials[c].nunique(dropna=False) > 1
+        c
+        for c in trials.columns
+        if c not in TRIAL_COLUMNS
+        and (named is None or c in named)
+        and trials[c].nunique(dropna=False) > 1
     ]
+
+
+def _spec_axes(spec: dict) -> set[str] | None:
+    """Every axis name the spec's ``space`` sections write, or None without a space."""
+    spaces = [spec.get("space")]
+    optimizers = spec.get("optimizers")
+    if isinstance(optimizers, dict):
+        spaces += [
+            (entry or {}).get("space") for entry in optimizers.values() if isinstance(entry, dict)
+        ]
+    names = {str(k) for space in spaces if isinstance(space, dict) for k in space}
+    return names if spec.get("space") is not None else None
 
 
 def axes_label(row: pd.Series | dict, axes: list[str]) -> str:

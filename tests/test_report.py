@@ -297,6 +297,9 @@ def test_an_extra_swept_axis_is_a_column_of_every_table_never_pooled(tmp_path):
     decayed.loc[decayed["lr"] >= 0.005, "outcome"] = "diverged"
     both = pd.concat([trials.assign(weight_decay=0.0), decayed], ignore_index=True)
     both.to_parquet(results / "trials.parquet")
+    spec = yaml.safe_load((results / "spec.yaml").read_text())
+    spec["space"]["weight_decay"] = [0.0, 1e-3]
+    (results / "spec.yaml").write_text(yaml.safe_dump(spec))
     report = build_report(load_results(results))
     assert not report.failures, report.failures
     assert report.axes == ["weight_decay"]
