@@ -326,9 +326,11 @@ def _draw_boundary(ax: Axes, rows: pd.DataFrame, betas: list) -> None:
 
 
 def _boundary_legend(fig: Figure, boundary: pd.DataFrame) -> None:
-    handles = [
-        Line2D([], [], color="black", marker="o", mfc="white", lw=1.2, label="max stable lr (CI)")
-    ]
+    has_ci = {"ci_low", "ci_high"} <= set(boundary.columns) and (
+        boundary[["ci_low", "ci_high"]].notna().all(axis=1).any()
+    )
+    label = "max stable lr" + (" (CI)" if has_ci else "")
+    handles = [Line2D([], [], color="black", marker="o", mfc="white", lw=1.2, label=label)]
     if "lr_boundary_logistic" in boundary and boundary["lr_boundary_logistic"].notna().any():
         handles.append(
             Line2D([], [], color="black", ls=(0, (2, 1.5)), marker="|", label="logistic P=0.5")
@@ -489,7 +491,10 @@ def stability_intervals(max_stable: pd.DataFrame, band: pd.DataFrame) -> Figure:
             for y in range(1, len(rows)):
                 ax.axhline(y - 0.5, color="0.92", lw=0.6)
         ax_band.tick_params(labelleft=False)
-        ax_lr.set_xlabel("max stable learning rate (95% CI)")
+        has_ci = {"ci_low", "ci_high"} <= set(max_stable.columns) and (
+            max_stable[["ci_low", "ci_high"]].notna().all(axis=1).any()
+        )
+        ax_lr.set_xlabel("max stable learning rate" + (" (95% CI)" if has_ci else ""))
         ax_lr.set_title("stability limit")
         ax_band.set_xlabel("learning rate")
         ax_band.set_title("good learning-rate band (marker: best lr)")

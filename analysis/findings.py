@@ -109,7 +109,11 @@ def _find_outcomes(tables: Tables) -> Finding | None:
         return Finding(text, "outcomes")
     parts = [
         f"{_who(r, axes)} in {_pct(r['p_diverged'])} of its {r['n_assessed']} runs"
-        + ("" if r["n_assessed"] == r["n_runs"] else f" without an error ({r['n_runs']} in all)")
+        + (
+            ""
+            if r["n_assessed"] == r["n_runs"]
+            else f" that ended neither in an error nor pruned ({r['n_runs']} in all)"
+        )
         for r in rows
     ]
     return Finding("Training diverged for " + _join(parts) + ".", "outcomes")
