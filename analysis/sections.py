@@ -115,13 +115,14 @@ def _ci_words(study: Study, what: str = "estimate") -> str:
     """How a table's interval was made, or why it has none."""
     n_seeds = study.trials["seed"].nunique()
     if n_seeds < MIN_SEEDS_FOR_CI:
+        seeds = f"{n_seeds} seed{'' if n_seeds == 1 else 's'}"
         return (
-            f"no interval for the {what}: the study has {n_seeds} seed(s), fewer than the "
+            f"no interval for the {what}: the study has {seeds}, fewer than the "
             f"{MIN_SEEDS_FOR_CI} a bootstrap over seeds needs (ci_low and ci_high are empty)"
         )
     return (
-        f"95% interval for the {what}: cluster bootstrap over seeds (seeds resampled "
-        "with replacement, each bringing all its runs)"
+        f"ci_low, ci_high: 95% interval for the {what}, a cluster bootstrap over seeds "
+        "(seeds resampled with replacement, each bringing all its runs)"
     )
 
 
@@ -163,15 +164,15 @@ def divergence_section(study: Study, section: Section) -> None:
         "max_stable_lr",
         "Maximum stable learning rate",
         "Largest tested lr below the first lr where at least half the runs diverge; "
-        f"{_ci_words(study)} (ci_low, ci_high); censored = nothing diverged, so the "
-        "value is a lower bound; lr_boundary_logistic = lr where a logistic fit gives "
-        "P(diverge) = 0.5.",
+        f"{_ci_words(study)}; censored = nothing diverged, so the value is a lower "
+        "bound; lr_boundary_logistic = lr where a logistic fit gives P(diverge) = 0.5.",
         max_stable_lr(trials, by=study.cell),
     )
     section.add(
         "divergence_probability",
         "Divergence probability per learning rate, β and init",
-        "Fraction of the seeds (non-error runs) of each cell that diverged; β2 pooled.",
+        "Fraction of the runs at risk of each cell (neither error nor pruned) that "
+        "diverged; β2 pooled.",
         divergence_probability(trials, by=[*study.map_cell, "lr"]),
     )
     # β2 pooled, like the map
@@ -189,7 +190,8 @@ def sensitivity_section(study: Study, section: Section) -> None:
     section.add(
         "lr_profile",
         f"{metric_words(study)} against learning rate",
-        "Per optimizer, init and lr, the β (and β2) with the best seed median; median, "
+        f"Per {_per(['optimizer', 'init', *study.axes, 'lr'])}, the β (and β2) with "
+        "the best seed median; median, "
         "inter-quartile range (low, high) over seeds and the fraction that diverged.",
         lr_profile(
             trials,
