@@ -1,7 +1,8 @@
 """Analysis of a results directory: robustness metrics, figures and the report.
 
-Pure functions from tidy DataFrames to tidy DataFrames (``analysis.metrics``, with
-the column checks of ``analysis.frames``), figures drawn from those
+Pure functions from tidy DataFrames to tidy DataFrames (``analysis.metrics``, the
+learning-rate shift and stability margin in ``analysis.shift``, the column checks
+in ``analysis.frames``), figures drawn from those
 (``analysis.figures``), and a report assembled from both: the study's cells
 (``analysis.study``), its sections (``analysis.sections``), the summary sentences
 (``analysis.findings``) and the files (``analysis.render``), composed by

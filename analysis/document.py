@@ -44,7 +44,9 @@ class Section:
 
     ``tables`` in page order; ``figures`` the names of the figures drawn from them
     (``analysis.render``); ``data`` frames a figure needs that are not tables of
-    their own (the boundary drawn on the divergence maps, the example runs).
+    their own (the boundary drawn on the divergence maps, the example runs);
+    ``captions`` a figure's caption where it depends on the study (else the
+    renderer's default for that figure).
     """
 
     key: str
@@ -53,6 +55,7 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     data: dict[str, pd.DataFrame] = field(default_factory=dict)
+    captions: dict[str, str] = field(default_factory=dict)
     note: str | None = None
 
     def add(self, name: str, title: str, caption: str, frame: pd.DataFrame) -> None:
@@ -70,13 +73,15 @@ class Report:
 
     ``sections`` in page order; ``findings`` the summary sentences; ``failures`` the
     messages of sections, sentences or figures that raised (empty when all went
-    well); ``metric``/``maximize`` what "better" means; ``binned`` says which
+    well); ``metric``/``maximize`` what "better" means; ``axes`` the extra swept
+    axes (a dimension of every table and figure); ``binned`` says which
     continuously sampled axes were binned into cells.
     """
 
     results: Results
     metric: str
     maximize: bool
+    axes: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)

@@ -37,6 +37,7 @@ SINGLE_COLUMN = 3.5  # inches
 DOUBLE_COLUMN = 7.0  # inches
 HEATMAP_CMAP = "viridis"
 PNG_DPI = 200
+MAX_SHIFT_PANELS = 9
 
 _RC = {
     "font.size": 8,
@@ -325,9 +326,11 @@ def _draw_boundary(ax: Axes, rows: pd.DataFrame, betas: list) -> None:
 
 
 def _boundary_legend(fig: Figure, boundary: pd.DataFrame) -> None:
-    handles = [
-        Line2D([], [], color="black", marker="o", mfc="white", lw=1.2, label="max stable lr (CI)")
-    ]
+    has_ci = {"ci_low", "ci_high"} <= set(boundary.columns) and (
+        boundary[["ci_low", "ci_high"]].notna().all(axis=1).any()
+    )
+    label = "max stable lr" + (" (CI)" if has_ci else "")
+    handles = [Line2D([], [], color="black", marker="o", mfc="white", lw=1.2, label=label)]
     if "lr_boundary_logistic" in boundary and boundary["lr_boundary_logistic"].notna().any():
         handles.append(
             Line2D([], [], color="black", ls=(0, (2, 1.5)), marker="|", label="logistic P=0.5")
@@ -488,7 +491,10 @@ def stability_intervals(max_stable: pd.DataFrame, band: pd.DataFrame) -> Figure:
             for y in range(1, len(rows)):
                 ax.axhline(y - 0.5, color="0.92", lw=0.6)
         ax_band.tick_params(labelleft=False)
-        ax_lr.set_xlabel("max stable learning rate (95% CI)")
+        has_ci = {"ci_low", "ci_high"} <= set(max_stable.columns) and (
+            max_stable[["ci_low", "ci_high"]].notna().all(axis=1).any()
+        )
+        ax_lr.set_xlabel("max stable learning rate" + (" (95% CI)" if has_ci else ""))
         ax_lr.set_title("stability limit")
         ax_band.set_xlabel("learning rate")
         ax_band.set_title("good learning-rate band (marker: best lr)")
@@ -518,6 +524,84 @@ def _subkey(row: pd.Series) -> tuple:
 def _subrows(frame: pd.DataFrame) -> list[tuple]:
     keys = {_subkey(row) for _, row in frame.iterrows()}
     return sorted(keys, key=lambda k: tuple(-1.0 if v is None else v for v in k))
+
+
+def shift_profiles(profiles: pd.DataFrame, *, metric: str = "final_val_loss") -> Figure:
+    """Learning-rate profiles aligned by their estimated shift, one panel per cell.
+
+    ``profiles`` has columns ``optimizer``, ``init``, ``beta``, ``lr_aligned``,
+    ``value``, ``role`` (``baseline`` or ``optimizer``), ``shift_decades`` and
+    optionally ``beta2``: the table ``lr_shift_profiles``. One panel per (init, β),
+    at most ``MAX_SHIFT_PANELS`` (the first ones in order; the table has all). The
+    baseline is drawn black; each optimizer in its colour against lr / 10^shift,
+    labelled with its shift.
+    """
+    with paper_style():
+        if profiles.empty:
+            return _empty_figure("no aligned profiles")
+        keys = (
+            profiles[["init", "beta"]]
+            .drop_duplicates()
+            .sort_values(["init", "beta"], na_position="first")
+            .head(MAX_SHIFT_PANELS)
+        )
+        n_cols = min(len(keys), 3)
+        n_rows = math.ceil(len(keys) / n_cols)
+        fig, axes = _panel_grid(
+            n_rows,
+            n_cols,
+            width=DOUBLE_COLUMN if n_cols > 1 else SINGLE_COLUMN,
+            panel_height=1.7,
+            sharex=True,
+        )
+        others = profiles[profiles["role"] != "baseline"]["optimizer"].unique()
+        colors = optimizer_colors(others)
+        log_y = "loss" in metric and (profiles["value"] > 0).all()
+        for k, (_, key) in enumerate(keys.iterrows()):
+            ax = axes.flat[k]
+            panel = _select(profiles, init=key["init"])
+            panel = panel[np.isclose(panel["beta"], key["beta"], equal_nan=True)]
+            group = ["optimizer", "beta2"] if "beta2" in panel else ["optimizer"]
+            for (label, *_), line in panel.groupby(group, dropna=False, sort=True):
+                line = line.sort_values("lr_aligned")
+                if (line["role"] == "baseline").all():
+                    ax.plot(line["lr_aligned"], line["value"], color="black", lw=1.6, zorder=3)
+                    continue
+                shift = line["shift_decades"].iloc[0]
+                ax.plot(
+                    line["lr_aligned"],
+                    line["value"],
+                    color=colors[label],
+                    ls="--",
+                    marker="o",
+                    ms=2.5,
+                    label=f"{label} ({shift:+.2f} dec)",
+                )
+            ax.set_title(f"init {key['init']}, β {_beta_label(key['beta'])}")
+            ax.set_xlabel("lr / 10^shift")
+            if k % n_cols == 0:
+                ax.set_ylabel(metric.replace("_", " "))
+        for ax in axes.flat[: len(keys)]:
+            _log_x(ax)
+            if log_y:
+                _log_y(ax)
+        for ax in axes.flat[len(keys) :]:
+            ax.set_visible(False)
+        baseline = profiles.loc[profiles["role"] == "baseline", "optimizer"]
+        handles = [
+            Line2D([], [], color="black", lw=1.6, label=f"{baseline.iloc[0]} (baseline)")
+            if len(baseline)
+            else None,
+            *(
+                Line2D([], [], color=c, ls="--", marker="o", ms=2.5, label=o)
+                for o, c in colors.items()
+            ),
+        ]
+        handles = [h for h in handles if h is not None]
+        fig.legend(
+            handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False
+        )
+        return fig
 
 
 def importance_bars(importance: pd.DataFrame) -> Figure:

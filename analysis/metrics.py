@@ -44,6 +44,7 @@ from robustness.runner.outcome import capped_value, initial_column, is_maximized
 
 __all__ = [
     "capped_metric",
+    "cluster_bootstrap_means",
     "diverged_flag",
     "divergence_probability",
     "expected_max_curve",
@@ -54,6 +55,7 @@ __all__ = [
     "max_stable_lr",
     "outcome_counts",
     "paired_comparison",
+    "seed_halves",
     "summary_by_optimizer",
     "tunability",
     "worst_case_over_init",
@@ -62,6 +64,10 @@ __all__ = [
 CELL = ("optimizer", "init", "beta", "beta2")
 CELL_LR = (*CELL, "lr")
 Direction = Literal["minimize", "maximize"]
+MIN_SEEDS_FOR_CI = 5
+"""Fewer seeds than this: no bootstrap interval over seeds. With n seeds a bootstrap
+has C(2n-1, n) distinct resamples (3 for 2 seeds, 10 for 3), too few for a 95%
+percentile interval to mean anything."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -268,6 +274,7 @@ def max_stable_lr(
     re-applied; ``ci_low`` is the lower and ``ci_high`` the upper ``ci`` quantile, both
     on grid values (a replicate with no stable lr ranks below every lr; a CI end
     falling there is NaN). When all seeds agree the CI collapses to the estimate.
+    A group with fewer than ``MIN_SEEDS_FOR_CI`` seeds gets no interval (NaN).
 
     ``lr_boundary_logistic``: a smoother estimate, the lr at which a nearly
     unregularized logistic regression of divergence (0/1 per run) on log10(lr) gives
@@ -291,9 +298,11 @@ def max_stable_lr(
     for lrs, div, run in tables:
         n_seeds = div.shape[0]
         point, censored = _last_stable_index(np.ones((1, n_seeds)), div, run)
-        boot, _ = _last_stable_index(_resample_counts(n_seeds, n_boot, rng), div, run)
-        lo = int(np.quantile(boot, alpha, method="lower"))
-        hi = int(np.quantile(boot, 1.0 - alpha, method="higher"))
+        lo = hi = -1
+        if n_seeds >= MIN_SEEDS_FOR_CI:
+            boot, _ = _last_stable_index(_resample_counts(n_seeds, n_boot, rng), div, run)
+            lo = int(np.quantile(boot, alpha, method="lower"))
+            hi = int(np.quantile(boot, 1.0 - alpha, method="higher"))
         totals_div, totals_run = div.sum(axis=0), run.sum(axis=0)
         tested = totals_run > 0
         diverging = tested & (totals_div >= 0.5 * totals_run)
@@ -356,12 +365,19 @@ def lr_band_width(
 
     The band is the *contiguous* run of good lrs (in increasing order among the lrs
     tested in that group) that contains the best lr; a good lr cut off from it by a
-    bad one does not count. ``width_decades = log10(band_hi / band_lo)``, so a
-    one-point band has width 0 (no half-grid-spacing padding).
+    bad one does not count. Its edges are interpolated in log10(lr): between the
+    band's outermost good lr and the bad lr next to it, the median is taken as linear
+    in log10(lr) and the edge is where it crosses the threshold (``band_edges``).
+    Where the band reaches the end of the tested range its edge is that end lr and
+    ``censored`` is True (the band may be wider). ``width_decades =
+    log10(band_hi / band_lo)``. ``grid_step_decades`` is the group's median spacing
+    of tested lrs in decades; ``resolved`` is False when the band is narrower than
+    that step: the grid cannot resolve its width, only bound it.
 
     Needs ``by``, ``lr``, ``outcome``, ``metric`` (and ``initial_loss`` for a loss).
     Returns ``by``, ``best``, ``best_lr``, ``band_lo``, ``band_hi``, ``width_decades``,
-    ``n_lrs_in_band``, ``n_lrs``, ``tolerance``.
+    ``grid_step_decades``, ``resolved``, ``censored``, ``n_lrs_in_band``, ``n_lrs``,
+    ``tolerance``.
     """
     by = list(by)
     require_columns(trials, [*by, "lr", "outcome"], "lr_band_width")
@@ -393,20 +409,54 @@ def lr_band_width(
     new_segment = np.r_[True, (np.diff(gid) != 0) | (good[1:] != good[:-1])]
     segment = np.cumsum(new_segment)
     in_band = segment == segment[best_row][gid]
-    band = (
-        per_lr[in_band]
-        .groupby("_gid")
-        .agg(band_lo=("lr", "min"), band_hi=("lr", "max"), n_lrs_in_band=("lr", "size"))
-    )
+    threshold = best - tolerance if maximize else best * (1.0 + tolerance)
+    x = np.log10(per_lr["lr"].to_numpy(dtype=float))
+    values = per_lr["value"].to_numpy()
+    edges = []
+    for g, start in enumerate(np.flatnonzero(np.r_[True, np.diff(gid) != 0])):
+        rows = np.flatnonzero(gid == g)
+        members = np.flatnonzero(in_band[rows])
+        lo, hi, censored = band_edges(x[rows], values[rows], threshold[start], members)
+        steps = np.diff(x[rows])
+        edges.append((lo, hi, censored, float(np.median(steps)) if len(steps) else np.nan))
     out = per_lr.iloc[best_row][[*by, "value", "lr"]].reset_index(drop=True)
     out = out.rename(columns={"value": "best", "lr": "best_lr"})
-    out["band_lo"] = band["band_lo"].to_numpy()
-    out["band_hi"] = band["band_hi"].to_numpy()
-    out["width_decades"] = np.log10(out["band_hi"] / out["band_lo"])
-    out["n_lrs_in_band"] = band["n_lrs_in_band"].to_numpy().astype("int64")
+    lo, hi, censored, step = (np.array(c) for c in zip(*edges, strict=True)) if edges else [[]] * 4
+    out["band_lo"] = 10.0 ** np.asarray(lo, dtype=float)
+    out["band_hi"] = 10.0 ** np.asarray(hi, dtype=float)
+    out["width_decades"] = np.asarray(hi, dtype=float) - np.asarray(lo, dtype=float)
+    out["grid_step_decades"] = np.asarray(step, dtype=float)
+    # a one-lr group has no step: its band is unresolved (no neighbour bounds it)
+    out["resolved"] = (out["width_decades"] >= out["grid_step_decades"] - 1e-12).astype(bool)
+    out["censored"] = np.asarray(censored, dtype=bool)
+    out["n_lrs_in_band"] = np.bincount(gid[in_band], minlength=len(out)).astype("int64")
     out["n_lrs"] = np.bincount(gid).astype("int64") if len(gid) else np.zeros(0, "int64")
     out["tolerance"] = float(tolerance)
     return out
+
+
+def band_edges(
+    x: np.ndarray, values: np.ndarray, threshold: float, members: np.ndarray
+) -> tuple[float, float, bool]:
+    """Interpolated edges, in log10(lr), of a band of grid points.
+
+    ``x`` are the group's log10(lr) in increasing order, ``values`` its medians,
+    ``members`` the (contiguous) indices of the band. Each edge lies between the
+    band's outermost point ``i`` and its outside neighbour ``j``, where the line
+    through ``(x_i, v_i)`` and ``(x_j, v_j)`` crosses ``threshold``; a band that
+    reaches an end of the grid keeps that end. Returns (lo, hi, censored), censored
+    when either edge is a grid end.
+    """
+    first, last = int(members[0]), int(members[-1])
+
+    def cross(inside: int, outside: int) -> float:
+        v_in, v_out = values[inside], values[outside]
+        t = (threshold - v_in) / (v_out - v_in)  # in [0, 1): v_in is good, v_out is not
+        return float(x[inside] + t * (x[outside] - x[inside]))
+
+    lo = cross(first, first - 1) if first > 0 else float(x[first])
+    hi = cross(last, last + 1) if last < len(x) - 1 else float(x[last])
+    return lo, hi, first == 0 or last == len(x) - 1
 
 
 def lr_sensitivity(
@@ -613,6 +663,24 @@ def worst_case_over_init(
     return out
 
 
+def cluster_bootstrap_means(
+    values: np.ndarray, clusters: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Means of ``values`` over ``n_boot`` cluster-bootstrap resamples.
+
+    A resample draws as many clusters as there are, with replacement; each drawn
+    cluster brings all of its values, and the statistic is the mean over the values
+    drawn (a cluster drawn twice counts twice). Values that share a cluster (runs that
+    share a seed: the same data order and init draw) are correlated, so resampling
+    them one by one would treat them as independent and give too narrow an interval.
+    """
+    ids, index = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(index, weights=values, minlength=len(ids))
+    sizes = np.bincount(index, minlength=len(ids)).astype(float)
+    weights = _resample_counts(len(ids), n_boot, rng)
+    return (weights @ sums) / (weights @ sizes)
+
+
 def paired_comparison(
     trials: pd.DataFrame,
     metric: str = "final_val_loss",
@@ -622,29 +690,40 @@ def paired_comparison(
     ci: float = 0.95,
     level: Literal["run", "tuned"] = "run",
     direction: Direction | None = None,
+    axes: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Paired bootstrap of each optimizer's metric minus the baseline's.
+    """Each optimizer's metric minus the baseline's on matched runs, with a seed-level interval.
 
     ``level="run"``: a pair is an optimizer's run and the baseline's run that share
-    ``(init, beta, lr, seed)``; runs of the optimizer that differ in other axes (e.g.
-    a swept ``beta2``) are averaged within the pair first. ``level="tuned"``: per
-    (optimizer, init) the configuration (``trial_id``) with the best seed mean is
-    chosen, and pairs share ``(init, seed)``: tuned against tuned.
+    ``(init, beta, *axes, lr, seed)``; runs of the optimizer that differ in other
+    axes (e.g. a swept ``beta2``) are averaged within the pair first.
 
-    Values are capped (module docstring); error runs drop their pair. ``mean_diff``
-    is the mean over pairs of optimizer - baseline; ``ci_low``/``ci_high`` the
-    percentile bootstrap (pairs resampled with replacement) ``ci`` interval;
-    ``p_better`` the fraction of bootstrap means on the optimizer's better side
-    (< 0 for a minimized metric, > 0 for a maximized one); ``frac_pairs_better``
-    the fraction of pairs in which the optimizer is strictly better.
+    ``level="tuned"``, cross-fitted: the seeds (sorted) are split into two halves,
+    alternately (1st, 3rd, ... and 2nd, 4th, ...). Per (optimizer, init, *axes) the
+    configuration (``trial_id``) with the best mean over one half is chosen and
+    its runs on the *other* half are the optimizer's values; then the halves swap
+    roles. So every seed is scored by a choice that never saw it, and the winner of
+    a selection is not inflated by the noise it was selected on. Pairs share
+    ``(init, *axes, seed)``. Needs at least two seeds (else no tuned pairs).
+
+    Values are capped (``capped_metric``); error runs drop their pair.
+    ``mean_diff`` is the mean over pairs of optimizer - baseline;
+    ``frac_pairs_better`` the fraction of pairs in which the optimizer is strictly
+    better. The interval is a cluster bootstrap over seeds
+    (``cluster_bootstrap_means``): ``ci_low``/``ci_high`` the percentile ``ci``
+    interval, ``p_better`` the fraction of bootstrap means on the optimizer's better
+    side (< 0 for a minimized metric, > 0 for a maximized one). With fewer than
+    ``MIN_SEEDS_FOR_CI`` seeds in the pairs, these three are missing (NaN).
 
     Needs ``optimizer``, ``init``, ``beta``, ``lr``, ``seed``, ``outcome``,
-    ``metric`` (and ``trial_id`` for ``tuned``). Returns ``optimizer``, ``baseline``,
-    ``mean_diff``, ``ci_low``, ``ci_high``, ``n_pairs``, ``p_better``,
-    ``frac_pairs_better``, ``level``; one row per optimizer other than the baseline.
+    ``metric`` and ``axes`` (and ``trial_id`` for ``tuned``). Returns ``optimizer``,
+    ``axes``, ``baseline``, ``mean_diff``, ``ci_low``, ``ci_high``, ``n_pairs``,
+    ``n_seeds``, ``p_better``, ``frac_pairs_better``, ``level``; one row per
+    optimizer other than the baseline and value of ``axes``.
     """
+    axes = list(axes)
     require_columns(
-        trials, ["optimizer", "init", "beta", "lr", "seed", "outcome"], "paired_comparison"
+        trials, ["optimizer", "init", "beta", "lr", "seed", "outcome", *axes], "paired_comparison"
     )
     if level not in ("run", "tuned"):
         raise UserInputError(f"level {level!r} is not allowed; use run or tuned")
@@ -657,51 +736,74 @@ def paired_comparison(
     maximize = _direction(metric, direction) == "maximize"
     usable = usable_runs(trials)
     if level == "run":
-        pair_on = ["init", "beta", "lr", "seed"]
+        pair_on = ["init", "beta", *axes, "lr", "seed"]
         per_run = _mean_capped(usable, metric, ["optimizer", *pair_on])
     else:
         require_columns(trials, ["trial_id"], "paired_comparison(level='tuned')")
-        pair_on = ["init", "seed"]
-        per_run = _tuned_runs(usable, metric, maximize)
+        pair_on = ["init", *axes, "seed"]
+        per_run = _crossfit_tuned_runs(usable, metric, maximize, axes)
     base = per_run[per_run["optimizer"] == baseline].drop(columns="optimizer")
     rng = np.random.default_rng(seed)
     alpha = (1.0 - ci) / 2.0
     rows = []
     for name in (p for p in present if p != baseline):
         mine = per_run[per_run["optimizer"] == name].drop(columns="optimizer")
-        pairs = mine.merge(base, on=pair_on, suffixes=("", "_base")).dropna()
-        diff = (pairs["value"] - pairs["value_base"]).to_numpy()
-        row = {"optimizer": name, "baseline": baseline, "n_pairs": len(diff), "level": level}
-        if len(diff):
-            better = diff > 0 if maximize else diff < 0
-            boot = _bootstrap_means(diff, n_boot, rng)
-            boot_better = boot > 0 if maximize else boot < 0
-            row |= {
-                "mean_diff": float(diff.mean()),
-                "ci_low": float(np.quantile(boot, alpha)),
-                "ci_high": float(np.quantile(boot, 1.0 - alpha)),
-                "p_better": float(boot_better.mean()),
-                "frac_pairs_better": float(better.mean()),
-            }
-        rows.append(row)
-    columns = ("optimizer", "baseline", "mean_diff", "ci_low", "ci_high", "n_pairs")
-    return _frame(rows, (*columns, "p_better", "frac_pairs_better", "level"))
+        pairs = mine.merge(base, on=pair_on, suffixes=("", "_base"))
+        pairs = pairs.dropna(subset=["value", "value_base"])
+        groups = [((), pairs)] if not axes else pairs.groupby(axes, dropna=False, sort=True)
+        if not len(pairs):
+            groups = [((), pairs)]
+        for key, own in groups:
+            row = {"optimizer": name, "baseline": baseline, "level": level}
+            row |= dict(zip(axes, key if isinstance(key, tuple) else (key,), strict=False))
+            diff = (own["value"] - own["value_base"]).to_numpy()
+            seeds = own["seed"].to_numpy()
+            row |= {"n_pairs": len(diff), "n_seeds": len(np.unique(seeds))}
+            if len(diff):
+                better = diff > 0 if maximize else diff < 0
+                row |= {"mean_diff": float(diff.mean()), "frac_pairs_better": float(better.mean())}
+            if row["n_seeds"] >= MIN_SEEDS_FOR_CI:
+                boot = cluster_bootstrap_means(diff, seeds, n_boot, rng)
+                boot_better = boot > 0 if maximize else boot < 0
+                row |= {
+                    "ci_low": float(np.quantile(boot, alpha)),
+                    "ci_high": float(np.quantile(boot, 1.0 - alpha)),
+                    "p_better": float(boot_better.mean()),
+                }
+            rows.append(row)
+    columns = ("optimizer", *axes, "baseline", "mean_diff", "ci_low", "ci_high", "n_pairs")
+    return _frame(rows, (*columns, "n_seeds", "p_better", "frac_pairs_better", "level"))
 
 
-def _tuned_runs(usable: pd.DataFrame, metric: str, maximize: bool) -> pd.DataFrame:
-    """Per-seed values of the best configuration of each (optimizer, init)."""
-    configs = _mean_capped(usable, metric, ["optimizer", "init", "trial_id"])
-    configs = configs.dropna(subset=["value"]).reset_index(drop=True)
-    group = configs.groupby(["optimizer", "init"], dropna=False, sort=True)["value"]
-    best = configs.loc[(group.idxmax() if maximize else group.idxmin()).to_numpy(), "trial_id"]
-    chosen = usable[usable["trial_id"].isin(set(best)).to_numpy(dtype=bool)]
-    return _mean_capped(chosen, metric, ["optimizer", "init", "seed"])
+def seed_halves(seeds: Sequence[int]) -> tuple[list, list]:
+    """The two halves of the cross-fit: sorted seeds taken alternately (1st, 3rd, ...
+    and 2nd, 4th, ...), so both halves span the seed list alike."""
+    ordered = sorted(set(seeds))
+    return ordered[0::2], ordered[1::2]
 
 
-def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``n_boot`` resamples of ``values`` with replacement."""
-    n = len(values)
-    return _resample_counts(n, n_boot, rng) @ values / n
+def _crossfit_tuned_runs(
+    usable: pd.DataFrame, metric: str, maximize: bool, axes: list[str]
+) -> pd.DataFrame:
+    """Per-seed values of each (optimizer, init, *axes)'s best configuration, where the
+    configuration scoring a seed is chosen on the other half of the seeds."""
+    cell = ["optimizer", "init", *axes]
+    halves = seed_halves(usable["seed"].dropna().tolist())
+    frames = [pd.DataFrame(columns=[*cell, "seed", "value"])]
+    if not halves[1]:
+        return frames[0]
+    for select, evaluate in ((halves[0], halves[1]), (halves[1], halves[0])):
+        chosen_on = usable[usable["seed"].isin(select).to_numpy(dtype=bool)]
+        configs = _mean_capped(chosen_on, metric, [*cell, "trial_id"])
+        configs = configs.dropna(subset=["value"]).reset_index(drop=True)
+        group = configs.groupby(cell, dropna=False, sort=True)["value"]
+        best = configs.loc[(group.idxmax() if maximize else group.idxmin()).to_numpy(), "trial_id"]
+        scored = usable[
+            usable["seed"].isin(evaluate).to_numpy(dtype=bool)
+            & usable["trial_id"].isin(set(best)).to_numpy(dtype=bool)
+        ]
+        frames.append(_mean_capped(scored, metric, [*cell, "seed"]))
+    return pd.concat(frames[1:], ignore_index=True)
 
 
 def _resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -749,9 +851,9 @@ def summary_by_optimizer(
 ) -> pd.DataFrame:
     """One row per optimizer (or per ``by``): outcome counts and the best configuration.
 
-    Counts: ``n_runs`` (all), ``n_converged``, ``n_diverged``, ``n_stalled``,
-    ``n_pruned``, ``n_error``, ``p_diverged`` (diverged / runs at risk: neither error
-    nor pruned), ``n_configs``. Best:
+    Counts: ``n_runs`` (all), one ``n_<outcome>`` per outcome, ``n_assessed`` (the
+    runs at risk, whose divergence is known: neither ``error`` nor ``pruned``),
+    ``p_diverged`` = n_diverged / n_assessed, ``n_configs``. Best:
     the configuration (``trial_id``) with the best seed-mean ``objective`` over its
     non-error runs (``direction`` is the study's search direction), as
     ``best_objective``, ``best_trial_id`` and ``best_<axis>`` for ``lr``, ``beta``,
@@ -769,7 +871,8 @@ def summary_by_optimizer(
     counts = out[[f"n_{o}" for o in OUTCOMES]]
     out.insert(len(by), "n_runs", counts.sum(axis=1).astype("int64"))
     at_risk = out["n_runs"] - out["n_error"] - out["n_pruned"]
-    out["p_diverged"] = out["n_diverged"] / at_risk.where(at_risk > 0)
+    out["n_assessed"] = at_risk.astype("int64")
+    out["p_diverged"] = out["n_diverged"] / out["n_assessed"].where(out["n_assessed"] > 0)
     out["n_configs"] = trials.groupby(by, dropna=False, sort=True)["trial_id"].nunique().to_numpy()
     usable = usable_runs(trials)
     configs = _mean_capped(usable, "objective", [*by, "trial_id"]).dropna(subset=["value"])

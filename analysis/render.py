@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from analysis import figures as fig
 from analysis.document import Report, Table
-from analysis.study import direction_word
+from analysis.study import axes_label, direction_word
 from robustness.results.schema import OUTCOMES, REPORT_DIR
 
 __all__ = ["FIGURE_CAPTIONS", "render_report", "report_figures"]
@@ -45,24 +45,27 @@ HTML_TABLE_ROWS = 40  # longer tables are cut in the page; the CSV holds every r
 
 def report_figures(report: Report) -> dict[str, Figure]:
     """Draw every figure the sections ask for, by name. A figure that fails is dropped
-    from its section, which then says why."""
+    from its section, which then says why.
+
+    The study's extra swept axes (``report.axes``) are a dimension of every figure:
+    each line, row of panels or colour is one optimizer *and* one value of those
+    axes, labelled e.g. "sgd (weight_decay 0.0005)".
+    """
+
+    def table(name: str) -> pd.DataFrame:
+        return labelled(report.tables[name].frame, report.axes)
+
     drawers: dict[str, Callable[[], Figure]] = {
         "divergence_map": lambda: fig.divergence_map(
-            report.tables["divergence_probability"].frame,
-            report.data("map_boundary"),
+            table("divergence_probability"), labelled(report.data("map_boundary"), report.axes)
         ),
-        "sensitivity": lambda: fig.sensitivity_curves(
-            report.tables["lr_profile"].frame, metric=report.metric
-        ),
-        "stability": lambda: fig.stability_intervals(
-            report.tables["max_stable_lr"].frame, report.tables["lr_band"].frame
-        ),
-        "tunability": lambda: fig.tunability_curves(
-            report.tables["expected_max"].frame, metric=report.metric
-        ),
+        "sensitivity": lambda: fig.sensitivity_curves(table("lr_profile"), metric=report.metric),
+        "stability": lambda: fig.stability_intervals(table("max_stable_lr"), table("lr_band")),
+        "lr_shift": lambda: fig.shift_profiles(table("lr_shift_profiles"), metric=report.metric),
+        "tunability": lambda: fig.tunability_curves(table("expected_max"), metric=report.metric),
         "importance": lambda: fig.importance_bars(report.tables["importance"].frame),
         "training_curves": lambda: fig.training_curves(
-            report.data("example_curves"), report.data("example_runs")
+            report.data("example_curves"), labelled(report.data("example_runs"), report.axes)
         ),
     }
     figures = {}
@@ -78,11 +81,25 @@ def report_figures(report: Report) -> dict[str, Figure]:
     return figures
 
 
+def labelled(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """``frame`` with its extra axes folded into the optimizer label, so every figure
+    draws one line/row/colour per optimizer and axis value (unchanged without axes)."""
+    if not axes or frame.empty or not set(axes) <= set(frame.columns):
+        return frame
+    words = [axes_label(row, axes) for _, row in frame[axes].iterrows()]
+    label = frame["optimizer"].astype(str) + " (" + pd.Series(words, index=frame.index) + ")"
+    return frame.assign(optimizer=label)
+
+
 FIGURE_CAPTIONS = {
     "divergence_map": "Divergence probability (colour) over learning rate × β.",
     "sensitivity": "Final metric against learning rate at the best β: median and IQR.",
-    "stability": "Maximum stable learning rate (95% CI) and the good learning-rate band.",
-    "tunability": "Expected best result after k random configurations, ± one std.",
+    "stability": "Maximum stable learning rate (with its interval where the study has "
+    "enough seeds for one) and the good learning-rate band.",
+    "lr_shift": "Each optimizer's learning-rate profile shifted by its estimated shift "
+    "(x: lr / 10^shift_decades), over the baseline's (black): where they coincide, the "
+    "optimizer is the baseline at a rescaled learning rate.",
+    "tunability": "Expected best result after k configurations, ± one std.",
     "importance": "PED-ANOVA importance for the objective and for divergence.",
     "training_curves": "Training loss of example runs: converged beside diverged.",
 }
@@ -202,7 +219,7 @@ def _context(report: Report, images: dict[str, str]) -> dict[str, Any]:
             "figures": [
                 {
                     "name": name,
-                    "caption": FIGURE_CAPTIONS.get(name, ""),
+                    "caption": s.captions.get(name, FIGURE_CAPTIONS.get(name, "")),
                     "png": images.get(name),
                 }
                 for name in s.figures

@@ -52,11 +52,14 @@ def build_report(results: Results) -> Report:
         results=results,
         metric=study.metric,
         maximize=study.maximize,
+        axes=study.axes,
         sections=sections,
         failures=failures,
         binned=study.binned,
     )
-    findings, finding_failures = findings_of(Tables(report.tables, study.metric, study.maximize))
+    findings, finding_failures = findings_of(
+        Tables(report.tables, study.metric, study.maximize, study.axes)
+    )
     report.findings = findings
     report.failures += finding_failures
     return report

@@ -23,6 +23,7 @@ import pandas as pd
 from analysis.document import Section
 from analysis.importance import param_importance
 from analysis.metrics import (
+    MIN_SEEDS_FOR_CI,
     divergence_probability,
     expected_max_curve,
     lr_band_width,
@@ -34,7 +35,8 @@ from analysis.metrics import (
     tunability,
     worst_case_over_init,
 )
-from analysis.study import CELL, MAP_CELL, Study
+from analysis.shift import aligned_profiles, lr_shift, stability_margin
+from analysis.study import Study
 from robustness.runner.outcome import CAPPING_RULE
 
 __all__ = ["AXIS_MEANING", "SECTIONS", "SectionSpec", "compute_sections", "metric_words"]
@@ -59,13 +61,15 @@ def metric_words(study: Study) -> str:
 
 
 def outcomes_section(study: Study, section: Section) -> None:
-    summary = summary_by_optimizer(study.trials, direction=study.direction)
+    by = ["optimizer", *study.axes]
+    summary = summary_by_optimizer(study.trials, by=by, direction=study.direction)
     section.add(
         "outcomes",
-        "Outcomes and best configuration per optimizer",
-        "Run counts by outcome; p_diverged = diverged / runs at risk (neither error "
-        "nor pruned: a run the scheduler stopped early is censored, in neither count). "
-        "The best configuration has the best seed-mean search objective. " + CAPPING_RULE,
+        f"Outcomes and best configuration per {_per(by)}",
+        "Run counts by outcome; p_diverged = n_diverged / n_assessed, where n_assessed "
+        "counts the runs at risk (neither error nor pruned: a run the scheduler stopped "
+        "early is censored, in neither count). The best configuration has the best "
+        "seed-mean search objective. " + CAPPING_RULE,
         summary,
     )
 
@@ -92,6 +96,7 @@ def axes_section(study: Study, section: Section) -> None:
                 "beta2 values": _values(own["beta2"]),
                 "INSGD normalizes": _shares(own.get("insgd_normalized_fraction")),
             }
+            | {f"{axis} values": _values(own[axis]) for axis in study.axes}
         )
     section.add(
         "axes",
@@ -115,7 +120,50 @@ def _shares(column: pd.Series | None) -> str:
 
 def _values(column: pd.Series) -> str:
     values = sorted(column.dropna().unique())
-    return ", ".join(f"{v:g}" for v in values) if values else "default"
+    shown = [f"{v:g}" if isinstance(v, float | int) else str(v) for v in values]
+    return ", ".join(shown) if values else "default"
+
+
+def _ci_words(study: Study, what: str = "estimate") -> str:
+    """How a table's interval was made, or why it has none."""
+    n_seeds = study.trials["seed"].nunique()
+    if n_seeds < MIN_SEEDS_FOR_CI:
+        seeds = f"{n_seeds} seed{'' if n_seeds == 1 else 's'}"
+        return (
+            f"no interval for the {what}: the study has {seeds}, fewer than the "
+            f"{MIN_SEEDS_FOR_CI} a bootstrap over seeds needs (ci_low and ci_high are empty)"
+        )
+    return (
+        f"ci_low, ci_high: 95% interval for the {what}, a cluster bootstrap over seeds "
+        "(seeds resampled with replacement, each bringing all its runs)"
+    )
+
+
+_SAMPLED = {
+    "random": "a uniform random sample of the space, so the curve estimates a random search",
+    "qmc": "a quasi-random sample of the space, so the curve estimates a random search",
+}
+
+
+def _draw_words(study: Study) -> str:
+    """How the k configurations of the tunability curve are drawn, for this sampler."""
+    if study.sampler == "grid":
+        return "drawn uniformly at random, with replacement, from the grid's configurations"
+    what = _SAMPLED.get(
+        study.sampler,
+        "chosen by the sampler from earlier results, so they concentrate where it "
+        "expected good results and the curve is more optimistic than a random search",
+    )
+    return (
+        f"drawn uniformly, with replacement, from the configurations the {study.sampler} "
+        f"sampler tried ({what})"
+    )
+
+
+def _per(keys: list[str]) -> str:
+    """'optimizer' or 'optimizer and weight_decay': what one row of a table is per."""
+    words = [{"beta": "β", "beta2": "β2"}.get(k, k) for k in keys]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def divergence_section(study: Study, section: Section) -> None:
@@ -129,18 +177,19 @@ def divergence_section(study: Study, section: Section) -> None:
         "max_stable_lr",
         "Maximum stable learning rate",
         "Largest tested lr below the first lr where at least half the runs diverge; "
-        "95% bootstrap CI over seeds (ci_low, ci_high); censored = nothing diverged, so "
-        "the value is a lower bound; lr_boundary_logistic = lr where a logistic fit "
-        "gives P(diverge) = 0.5.",
-        max_stable_lr(trials, by=CELL),
+        f"{_ci_words(study)}; censored = nothing diverged, so the value is a lower "
+        "bound; lr_boundary_logistic = lr where a logistic fit gives P(diverge) = 0.5.",
+        max_stable_lr(trials, by=study.cell),
     )
     section.add(
         "divergence_probability",
         "Divergence probability per learning rate, β and init",
-        "Fraction of the seeds (non-error runs) of each cell that diverged; β2 pooled.",
-        divergence_probability(trials, by=[*MAP_CELL, "lr"]),
+        "Fraction of the runs at risk of each cell (neither error nor pruned) that "
+        "diverged; β2 pooled.",
+        divergence_probability(trials, by=[*study.map_cell, "lr"]),
     )
-    section.data["map_boundary"] = max_stable_lr(trials, by=MAP_CELL)  # β2 pooled, like the map
+    # β2 pooled, like the map
+    section.data["map_boundary"] = max_stable_lr(trials, by=study.map_cell)
     section.figures.append("divergence_map")
     if not trials["outcome"].eq("diverged").any():
         section.note = (
@@ -154,17 +203,27 @@ def sensitivity_section(study: Study, section: Section) -> None:
     section.add(
         "lr_profile",
         f"{metric_words(study)} against learning rate",
-        "Per optimizer, init and lr, the β (and β2) with the best seed median; median, "
+        f"Per {_per(['optimizer', 'init', *study.axes, 'lr'])}, the β (and β2) with "
+        "the best seed median; median, "
         "inter-quartile range (low, high) over seeds and the fraction that diverged.",
-        lr_profile(trials, metric=study.metric, direction=study.direction),
+        lr_profile(
+            trials,
+            metric=study.metric,
+            by=["optimizer", "init", *study.axes],
+            direction=study.direction,
+        ),
     )
     section.add(
         "lr_band",
         "Width of the good learning-rate band",
         "Per cell, the contiguous band of learning rates whose seed-median "
         f"{study.metric} is within the tolerance of the best (relative for a loss, "
-        "absolute for an accuracy); width in decades of lr.",
-        lr_band_width(trials, metric=study.metric, by=CELL),
+        "absolute for an accuracy). Its edges are interpolated in log10(lr) between "
+        "the last good and the first bad grid point; width in decades of lr. "
+        "resolved = no: the band is narrower than one grid step (grid_step_decades), "
+        "so the grid bounds its width but cannot measure it; censored = the band "
+        "reaches the end of the tested range and may be wider.",
+        lr_band_width(trials, metric=study.metric, by=study.cell, direction=study.direction),
     )
     section.figures += ["sensitivity", "stability"]
     if trials[["final_train_loss", "initial_loss"]].notna().any().all():
@@ -173,7 +232,7 @@ def sensitivity_section(study: Study, section: Section) -> None:
             "Learning-rate sensitivity (Wortsman et al. 2023)",
             "E over tested lr of min(final train loss, initial loss) minus its minimum: "
             "0 = every lr is as good as the best; larger = more sensitive.",
-            lr_sensitivity(trials, metric="final_train_loss", by=CELL),
+            lr_sensitivity(trials, metric="final_train_loss", by=study.cell),
         )
 
 
@@ -182,12 +241,13 @@ def init_section(study: Study, section: Section) -> None:
     if trials["init"].nunique() < 2:
         section.note = "The study used a single init scheme, so there is nothing to compare."
         return
+    by = ["optimizer", "beta", "beta2", *study.axes, "lr"]
     section.add(
         "init_worst_case",
         "Worst and best init scheme per configuration",
-        f"Per optimizer, β, β2 and lr: seed-mean {study.metric} of the worst and best "
+        f"Per {_per(by)}: seed-mean {study.metric} of the worst and best "
         "init scheme and their spread.",
-        worst_case_over_init(trials, metric=study.metric, direction=study.direction),
+        worst_case_over_init(trials, metric=study.metric, by=by, direction=study.direction),
     )
 
 
@@ -197,40 +257,107 @@ def paired_section(study: Study, section: Section) -> None:
     if len(labels) < 2:
         section.note = "The study has a single optimizer, so there is no pair to compare."
         return
-    baseline = "sgd" if "sgd" in labels else labels[0]
+    baseline = study.baseline
     frames = [
         paired_comparison(
-            trials, metric=study.metric, baseline=baseline, level=level, direction=study.direction
+            trials,
+            metric=study.metric,
+            baseline=baseline,
+            level=level,
+            direction=study.direction,
+            axes=study.axes,
         )
         for level in ("tuned", "run")
     ]
     section.add(
         "paired",
         f"Paired comparison against {baseline}",
-        f"mean_diff = optimizer minus {baseline} in {study.metric}, averaged over pairs "
-        "with a 95% bootstrap CI. level 'tuned': each (optimizer, init) at its best "
-        "configuration, paired by init and seed; level 'run': paired by init, β, lr and "
-        "seed. p_better = bootstrap probability that the optimizer is better.",
+        f"mean_diff = optimizer minus {baseline} in {study.metric}, averaged over pairs. "
+        "level 'tuned' (cross-fitted): the seeds are split into two halves (alternate "
+        "seeds in sorted order); each optimizer's best configuration per "
+        f"{_per(['init', *study.axes])} is chosen on one half and scored on the other, "
+        "then the halves swap, so no seed scores a choice it was used to make; pairs "
+        f"share {_per(['init', *study.axes, 'seed'])}. level 'run': pairs share "
+        f"{_per(['init', 'β', *study.axes, 'lr', 'seed'])}. "
+        f"{_ci_words(study, 'mean difference')}; p_better = the bootstrap probability "
+        "that the optimizer is better.",
         pd.concat(frames, ignore_index=True),
     )
 
 
+def optimum_section(study: Study, section: Section) -> None:
+    """Robustness relative to each optimizer's own optimum, and its lr shift."""
+    trials = study.cells
+    band = lr_band_width(trials, metric=study.metric, by=study.cell, direction=study.direction)
+    stable = max_stable_lr(trials, by=study.cell, n_boot=1)  # the point estimate only
+    section.add(
+        "lr_margin",
+        "Stability margin and good band, relative to the best learning rate",
+        "Per cell: best_lr = the lr with the best seed-median "
+        f"{study.metric}; max_stable_lr as in the stability table (censored: a lower "
+        "bound); margin_decades = log10(max_stable_lr / best_lr), how far the "
+        "learning rate can grow beyond the optimum before training diverges; "
+        "band_width_decades = the good band's width (band_resolved = no: narrower "
+        "than one grid step).",
+        stability_margin(band, stable, by=study.cell),
+    )
+    labels = sorted(trials["optimizer"].dropna().unique())
+    if len(labels) < 2:
+        section.note = (
+            "The study has a single optimizer, so there is no learning-rate shift to estimate."
+        )
+        return
+    shifts = lr_shift(trials, study.metric, study.baseline, axes=study.axes)
+    section.add(
+        "lr_shift",
+        f"Effective learning-rate shift against {study.baseline}",
+        f"shift_decades = the s that best aligns the optimizer's capped {study.metric} "
+        f"profile over learning rate with {study.baseline}'s at the same "
+        f"{_per(['init', 'β', *study.axes])}: the optimizer at 10^s × lr behaves like "
+        f"{study.baseline} at lr. Profiles are seed means, linear in log10(lr) between "
+        "grid points, compared only where the shifted grids overlap; the shift is "
+        "fitted where both train (lrs where most runs diverged are left out). residual "
+        "= the root mean square difference left after the shift over every compared lr, "
+        "divergence included; residual_trained = the same where both train; "
+        "residual_unshifted = residual without a shift; all in the metric's units. "
+        "flat_decades > 0: a range of shifts fits equally well (its middle is given). "
+        f"{_ci_words(study, 'shift')}.",
+        shifts,
+    )
+    profiles = aligned_profiles(trials, study.metric, shifts, axes=study.axes)
+    section.add(
+        "lr_shift_profiles",
+        "Learning-rate profiles, aligned",
+        f"Seed-mean capped {study.metric} per cell and lr; lr_aligned = lr / "
+        "10^shift_decades, where the optimizer behaves like the baseline "
+        f"({study.baseline}, shift 0).",
+        profiles,
+    )
+    if not profiles.empty:
+        section.figures.append("lr_shift")
+
+
 def tuning_section(study: Study, section: Section) -> None:
-    curve = expected_max_curve(study.trials, metric=study.metric, direction=study.direction)
+    by = ["optimizer", *study.axes]
+    curve = expected_max_curve(study.trials, metric=study.metric, by=by, direction=study.direction)
     section.add(
         "tunability",
         "Tunability",
-        "Mean of the expected-best curve over k (Sivaprasad et al. 2020, uniform weights).",
-        tunability(curve) if not curve.empty else curve,
+        f"Per {_per(by)}, the mean of the expected-best curve over k (Sivaprasad et al. "
+        "2020, uniform weights).",
+        tunability(curve, by=by) if not curve.empty else curve,
     )
     section.add(
         "expected_max",
-        "Expected best result after k random configurations",
-        f"Expected best seed-mean {study.metric} among k configurations drawn uniformly "
-        "at random from the grid (Dodge et al. 2019), and its standard deviation.",
+        "Expected best result after k configurations",
+        f"Expected best seed-mean {study.metric} among k configurations "
+        f"{_draw_words(study)} (Dodge et al. 2019), and its standard deviation.",
         curve,
     )
     section.figures.append("tunability")
+    section.captions["tunability"] = (
+        f"Expected best {study.metric} after k configurations {_draw_words(study)}, ± one std."
+    )
 
 
 def importance_section(study: Study, section: Section) -> None:
@@ -261,7 +388,7 @@ def examples_section(study: Study, section: Section) -> None:
         section.note = "The results hold no training curves (curves.parquet is empty)."
         return
     best = summary_by_optimizer(study.trials, direction=study.direction)
-    runs = example_runs(results.trials, results.curves, best)
+    runs = example_runs(results.trials, results.curves, best, study.axes)
     if runs.empty:
         section.note = "No run with a recorded curve could be picked."
         return
@@ -272,7 +399,9 @@ def examples_section(study: Study, section: Section) -> None:
     section.figures.append("training_curves")
 
 
-def example_runs(trials: pd.DataFrame, curves: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+def example_runs(
+    trials: pd.DataFrame, curves: pd.DataFrame, best: pd.DataFrame, axes: list[str] = ()
+) -> pd.DataFrame:
     """Per optimizer: a run of its best configuration, and the diverged run nearest to it.
 
     ``best`` is ``summary_by_optimizer``'s table (its ``best_trial_id``). The diverged
@@ -298,7 +427,7 @@ def example_runs(trials: pd.DataFrame, curves: pd.DataFrame, best: pd.DataFrame)
             ]
             diverged = near if not near.empty else diverged
         picked.append(diverged.sort_values(["lr", "seed"]).iloc[0])
-    columns = ["run_id", "optimizer", "outcome", "lr", "beta", "init", "seed"]
+    columns = ["run_id", "optimizer", "outcome", "lr", "beta", "init", "seed", *axes]
     return pd.DataFrame(picked)[columns].reset_index(drop=True) if picked else pd.DataFrame()
 
 
@@ -337,8 +466,9 @@ SECTIONS: list[SectionSpec] = [
         "divergence",
         "Where training diverges",
         "Divergence probability over learning rate × β, one panel per optimizer and init "
-        "scheme; white markers: the maximum stable learning rate per β with its 95% "
-        "bootstrap interval; dashed: the logistic estimate of the P = 0.5 boundary.",
+        "scheme; white markers: the maximum stable learning rate per β (with its 95% "
+        "bootstrap interval where the study has at least 5 seeds); dashed: the "
+        "logistic estimate of the P = 0.5 boundary.",
         divergence_section,
         per_cell=True,
     ),
@@ -350,6 +480,16 @@ SECTIONS: list[SectionSpec] = [
         "value), then the stability limit and the good learning-rate band per optimizer, "
         "init and β. " + CAPPING_RULE,
         sensitivity_section,
+        per_cell=True,
+    ),
+    SectionSpec(
+        "optimum",
+        "Relative to each optimizer's optimum",
+        "How far each optimizer's stability limit lies beyond its own best learning "
+        "rate, how wide its good band is, and whether it is the baseline at a rescaled "
+        "learning rate: the shift that best aligns its learning-rate profile with the "
+        "baseline's, and what differs after that shift.",
+        optimum_section,
         per_cell=True,
     ),
     SectionSpec(
@@ -369,7 +509,8 @@ SECTIONS: list[SectionSpec] = [
     SectionSpec(
         "tuning",
         "Tuning effort",
-        "The expected best result after k random configurations (± one standard deviation).",
+        "The expected best result after k configurations drawn from those the study "
+        "ran (± one standard deviation).",
         tuning_section,
     ),
     SectionSpec(

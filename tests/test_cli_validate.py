@@ -32,6 +32,10 @@ BAD_SPECS = {
         ["problem: unknown key 'batchsize' (did you mean 'batch_size'?); allowed: dataset,"],
     ),
     "unknown top-level key": (spec_with(seed=[0]), ["unknown key 'seed'", "seeds"]),
+    "baseline not an optimizer": (
+        spec_with(analysis={"baseline": "adam"}),
+        ["analysis.baseline 'adam' is not an optimizer of this study; allowed: sgd"],
+    ),
     "wrong type": (
         spec_with(problem__steps="many"),
         ["problem.steps: ", "valid integer", "'many'"],

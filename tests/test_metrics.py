@@ -201,8 +201,10 @@ def test_max_stable_lr_is_censored_at_the_largest_lr_when_none_diverged():
     out = metrics.max_stable_lr(trials, n_boot=50).iloc[0]
     assert out["max_stable_lr"] == 1.0 and out["censored"]
     assert math.isnan(out["first_diverging_lr"])
-    assert out["ci_low"] == out["ci_high"] == 1.0
+    assert math.isnan(out["ci_low"]) and math.isnan(out["ci_high"])  # 2 seeds: no interval
     assert math.isnan(out["lr_boundary_logistic"])
+    five = metrics.max_stable_lr(frame(grid(LRS4, [[1] * 5] * 4)), n_boot=50).iloc[0]
+    assert five["ci_low"] == five["ci_high"] == 1.0
 
 
 def test_max_stable_lr_is_nan_when_all_diverged():
@@ -287,16 +289,32 @@ def test_lr_band_is_the_contiguous_run_of_near_best_lrs():
     table = [[2.0], [1.0], [0.5], [0.52], [0.7], [0.54], [D]]
     out = metrics.lr_band_width(frame(grid(LRS7, table))).iloc[0]
     assert out["best"] == 0.5 and out["best_lr"] == 1e-4
-    assert (out["band_lo"], out["band_hi"]) == (1e-4, 1e-3)
-    assert out["width_decades"] == pytest.approx(1.0)
+    # edges interpolated in log10(lr) where the median crosses 0.55: below, from 1.0 at
+    # -5 to 0.5 at -4, 9/10 of the way: -4.1; above, from 0.52 at -3 to 0.7 at -2,
+    # 0.03/0.18 = 1/6 of the way: -2.8333
+    assert math.log10(out["band_lo"]) == pytest.approx(-4.1)
+    assert math.log10(out["band_hi"]) == pytest.approx(-3 + 1 / 6)
+    assert out["width_decades"] == pytest.approx(1.1 + 1 / 6)
+    assert out["grid_step_decades"] == pytest.approx(1.0)
+    assert out["resolved"] and not out["censored"]
     assert out["n_lrs_in_band"] == 2 and out["n_lrs"] == 7
     assert out["tolerance"] == 0.1
 
 
-def test_lr_band_of_a_single_lr_has_zero_width():
+def test_lr_band_narrower_than_the_grid_step_is_unresolved_not_zero():
+    # threshold 0.55: lower edge 9/10 of the way from 1e-5 (1.0) to 1e-4 (0.5): -4.1;
+    # upper edge 1/10 of the way from 1e-4 (0.5) to 1e-3 (1.0): -3.9; width 0.2 < 1
     table = [[2.0], [1.0], [0.5], [1.0], [D], [D], [D]]
     out = metrics.lr_band_width(frame(grid(LRS7, table))).iloc[0]
-    assert out["width_decades"] == 0.0 and out["n_lrs_in_band"] == 1
+    assert out["width_decades"] == pytest.approx(0.2) and out["n_lrs_in_band"] == 1
+    assert not out["resolved"] and not out["censored"]
+
+
+def test_lr_band_reaching_the_end_of_the_grid_is_censored():
+    table = [[0.5], [0.5], [1.0], [D]]
+    out = metrics.lr_band_width(frame(grid(LRS4, table))).iloc[0]
+    assert out["band_lo"] == 1e-3 and out["censored"]
+    assert math.log10(out["band_hi"]) == pytest.approx(-2 + 0.1)  # 0.55 from 0.5 to 1.0
 
 
 def test_lr_band_uses_the_seed_median_with_diverged_runs_at_the_initial_loss():
@@ -314,7 +332,10 @@ def test_lr_band_for_accuracy_uses_an_absolute_tolerance():
         row.update(final_val_acc=acc)
     out = metrics.lr_band_width(frame(rows), metric="final_val_acc").iloc[0]
     assert out["best"] == 0.9 and out["tolerance"] == 0.01
-    assert (out["band_lo"], out["band_hi"]) == (1e-2, 1e-1)
+    # threshold 0.89: from 0.5 at -3 to 0.9 at -2: 0.39/0.4 of the way; from 0.895 at
+    # -1 to 0.85 at 0: 0.005/0.045 = 1/9 of the way
+    assert math.log10(out["band_lo"]) == pytest.approx(-3 + 0.39 / 0.4)
+    assert math.log10(out["band_hi"]) == pytest.approx(-1 + 1 / 9)
     wide = metrics.lr_band_width(frame(rows), metric="final_val_acc", tolerance=0.4).iloc[0]
     assert wide["width_decades"] == pytest.approx(3.0)
 
@@ -447,7 +468,7 @@ def test_worst_case_over_init_names_the_worst_and_best_scheme():
     assert acc["worst_init"] == "zeros" and acc["worst"] == pytest.approx(0.3)
 
 
-def _paired_rows(shift: float, n_seeds: int = 4, **kw) -> list[dict]:
+def _paired_rows(shift: float, n_seeds: int = 5, **kw) -> list[dict]:
     rows = []
     for init in ("default", "orthogonal"):
         table = [[0.5 + 0.1 * s + shift for s in range(n_seeds)] for _ in LRS4]
@@ -459,7 +480,7 @@ def test_paired_comparison_of_a_uniform_improvement_has_a_collapsed_ci():
     trials = frame(_paired_rows(0.0) + _paired_rows(-0.1, optimizer="insgd", beta2=0.99))
     out = metrics.paired_comparison(trials, n_boot=200).iloc[0]
     assert (out["optimizer"], out["baseline"]) == ("insgd", "sgd")
-    assert out["n_pairs"] == 2 * 4 * 4
+    assert out["n_pairs"] == 2 * 4 * 5
     assert out["mean_diff"] == pytest.approx(-0.1)
     assert out["ci_low"] == pytest.approx(-0.1) and out["ci_high"] == pytest.approx(-0.1)
     assert out["p_better"] == 1.0 and out["frac_pairs_better"] == 1.0
@@ -472,7 +493,7 @@ def test_paired_comparison_averages_other_axes_within_a_pair():
         + _paired_rows(0.1, optimizer="novograd", beta2=0.99)
     )
     out = metrics.paired_comparison(frame(rows), n_boot=100).iloc[0]
-    assert out["n_pairs"] == 32 and out["mean_diff"] == pytest.approx(-0.1)
+    assert out["n_pairs"] == 40 and out["mean_diff"] == pytest.approx(-0.1)
 
 
 def test_paired_comparison_ci_contains_the_mean_difference():
@@ -526,3 +547,69 @@ def test_summary_by_optimizer_counts_outcomes_and_finds_the_best_config():
     assert math.isnan(sgd["best_beta2"])
     insgd = out.loc["insgd"]
     assert (insgd["best_lr"], insgd["best_beta"], insgd["best_beta2"]) == (0.5, 0.5, 0.99)
+
+
+# --------------------------------------------------------------------------- seed-level statistics
+
+
+def test_cluster_bootstrap_resamples_seeds_not_pairs():
+    # 5 seeds with 10 identical pairs each: seed 4's pairs are 1, the others 0. A
+    # resample's mean is (times seed 4 is drawn) / 5, Binomial(5, 1/5) / 5:
+    # P(<= 0) = 0.328 and P(<= 2) = 0.942 < 0.975 <= P(<= 3) = 0.993, so the 95%
+    # interval is [0, 0.6]. Resampling the 50 pairs one by one would give about
+    # [0.09, 0.31] (0.2 +- 1.96 * sqrt(0.2 * 0.8 / 50)), far too narrow.
+    values = np.repeat([0.0, 0.0, 0.0, 0.0, 1.0], 10)
+    seeds = np.repeat(np.arange(5), 10)
+    boot = metrics.cluster_bootstrap_means(values, seeds, 4000, np.random.default_rng(0))
+    assert np.quantile(boot, 0.025) == 0.0
+    assert np.quantile(boot, 0.975) == pytest.approx(0.6)
+    assert set(np.round(boot * 5, 9)) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+def test_paired_comparison_interval_is_over_seeds():
+    # the optimizer is better by 0.1 on four seeds and worse by 0.4 on the fifth, at
+    # every lr and init: 8 pairs per seed. The mean is 0; a seed-level interval spans
+    # the resamples' means (k * 0.4 - (5 - k) * 0.1) / 5 for k = 0..3 at least.
+    rows = _paired_rows(0.0)
+    other = _paired_rows(0.0, optimizer="insgd")
+    for row in other:
+        row["final_val_loss"] += 0.4 if row["seed"] == 4 else -0.1
+    out = metrics.paired_comparison(frame(rows + other), n_boot=4000).iloc[0]
+    assert out["mean_diff"] == pytest.approx(0.0)
+    assert out["n_pairs"] == 40 and out["n_seeds"] == 5
+    assert out["ci_low"] == pytest.approx(-0.1)  # seed 4 drawn 0 times: P = 0.328
+    assert out["ci_high"] == pytest.approx(0.2)  # drawn 3 times: the 97.5% quantile
+    assert out["frac_pairs_better"] == pytest.approx(0.8)
+
+
+def test_paired_comparison_gives_no_interval_under_five_seeds():
+    rows = _paired_rows(0.0, n_seeds=4) + _paired_rows(-0.1, n_seeds=4, optimizer="insgd")
+    out = metrics.paired_comparison(frame(rows), n_boot=100).iloc[0]
+    assert out["mean_diff"] == pytest.approx(-0.1) and out["n_seeds"] == 4
+    assert math.isnan(out["ci_low"]) and math.isnan(out["ci_high"])
+    assert math.isnan(out["p_better"])
+
+
+def test_tuned_comparison_is_cross_fitted_on_halves_of_the_seeds():
+    # insgd's two configurations are equally good on average (0.5), but each wins on
+    # one seed. Chosen on the same seeds it is scored on, the winner looks like 0.0:
+    # 0.5 better than sgd's 0.5. Cross-fitted: chosen on seed 0 (lr 1e-3: 0.0), scored
+    # on seed 1 (1.0); chosen on seed 1 (lr 1e-2: 0.0), scored on seed 0 (1.0). So
+    # the tuned difference is +0.5 on both seeds, exactly.
+    sgd = grid([1e-3], [[0.5, 0.5]])
+    insgd = grid([1e-3, 1e-2], [[0.0, 1.0], [1.0, 0.0]], optimizer="insgd")
+    out = metrics.paired_comparison(frame(sgd + insgd), level="tuned", n_boot=50).iloc[0]
+    assert out["mean_diff"] == pytest.approx(0.5) and out["n_pairs"] == 2
+    assert metrics.seed_halves([7, 3, 5, 1]) == ([1, 5], [3, 7])
+
+
+def test_paired_comparison_keeps_an_extra_axis_apart():
+    rows, other = [], []
+    for wd, shift in ((0.0, -0.1), (1e-3, 0.2)):
+        rows += _paired_rows(0.0, weight_decay=wd)
+        other += _paired_rows(shift, optimizer="insgd", weight_decay=wd)
+    trials = pd.DataFrame(rows + other).astype(TRIAL_COLUMNS)
+    out = metrics.paired_comparison(trials, axes=["weight_decay"], n_boot=50)
+    assert out["weight_decay"].tolist() == [0.0, 1e-3]
+    assert out["mean_diff"].tolist() == pytest.approx([-0.1, 0.2])
+    assert out["n_pairs"].tolist() == [40, 40]

@@ -15,7 +15,7 @@ from analysis.load import load_results
 from analysis.report import build_report, render_report, write_report
 from tests._synthetic import write_synthetic_results
 
-FIGURES = ("divergence_map", "sensitivity", "stability", "tunability", "importance")
+FIGURES = ("divergence_map", "sensitivity", "stability", "lr_shift", "tunability", "importance")
 TABLES = (
     "outcomes",
     "axes",
@@ -24,6 +24,9 @@ TABLES = (
     "lr_profile",
     "lr_band",
     "lr_sensitivity",
+    "lr_margin",
+    "lr_shift",
+    "lr_shift_profiles",
     "init_worst_case",
     "paired",
     "expected_max",
@@ -108,7 +111,7 @@ def test_every_summary_number_appears_in_its_linked_table(mixed):
     results, index = mixed
     report = build_report(load_results(results))
     assert not report.failures
-    assert len(report.findings) == 8
+    assert len(report.findings) == 11  # 9 tables, the shift one sentence per optimizer
     _assert_findings_backed_by_tables(report.findings, index)
 
 
@@ -156,7 +159,13 @@ def test_summary_band_sentence_reports_the_tuned_cells_width(mixed):
     sentence = next(f.text for f in report.findings if f.table == "lr_band")
     for label, own in band.groupby("optimizer"):
         best = own.loc[own["best"].idxmin()]
-        assert f"{label}'s is {best['width_decades']:.3g} decades wide" in sentence
+        if not best["resolved"]:  # narrower than the grid step: never "0 decades wide"
+            step = best["grid_step_decades"]
+            assert f"{label}'s is narrower than one grid step ({step:.3g} decades)" in sentence
+            assert best["width_decades"] < step
+        else:
+            assert f"{label}'s is {best['width_decades']:.3g} decades wide" in sentence
+    assert "0 decades wide" not in sentence
 
 
 def test_report_states_what_beta_and_beta2_mean(mixed):
@@ -278,3 +287,36 @@ def test_study_where_every_run_errored_says_so_instead_of_analysing(tmp_path):
     assert notes["divergence"].startswith("Every run ended in an error")
     index = render_report(report, tmp_path / "out")
     assert "Every run ended in an error" in index.read_text()
+
+
+def test_an_extra_swept_axis_is_a_column_of_every_table_never_pooled(tmp_path):
+    # the same synthetic study twice, once per weight decay; with weight decay 1e-3
+    # every run at lr >= 0.005 diverges, so the two stability limits differ
+    results = write_synthetic_results(
+        tmp_path / "wd", optimizers=("sgd", "insgd"), inits=("default",), betas=(0.9,)
+    )
+    trials = pd.read_parquet(results / "trials.parquet")
+    decayed = trials.assign(weight_decay=1e-3, trial_id=trials["trial_id"] + "-wd")
+    decayed["run_id"] = decayed["trial_id"] + "-s" + decayed["seed"].astype(str)
+    decayed.loc[decayed["lr"] >= 0.005, "outcome"] = "diverged"
+    both = pd.concat([trials.assign(weight_decay=0.0), decayed], ignore_index=True)
+    both.to_parquet(results / "trials.parquet")
+    spec = yaml.safe_load((results / "spec.yaml").read_text())
+    spec["space"]["weight_decay"] = [0.0, 1e-3]
+    (results / "spec.yaml").write_text(yaml.safe_dump(spec))
+    report = build_report(load_results(results))
+    assert not report.failures, report.failures
+    assert report.axes == ["weight_decay"]
+    for name, table in report.tables.items():
+        if name in ("axes", "importance"):  # per optimizer: the axis is a row / a param
+            continue
+        assert set(table.frame["weight_decay"]) == {0.0, 1e-3}, name
+    stable = report.tables["max_stable_lr"].frame.set_index(["optimizer", "weight_decay"])
+    for label in ("sgd", "insgd"):
+        assert stable.loc[(label, 1e-3), "max_stable_lr"] == pytest.approx(10**-2.75)
+        assert (
+            stable.loc[(label, 1e-3), "max_stable_lr"] < stable.loc[(label, 0.0), "max_stable_lr"]
+        )
+    assert "weight_decay" in set(report.tables["importance"].frame["param"])
+    sentence = next(f.text for f in report.findings if f.table == "max_stable_lr")
+    assert "sgd (weight_decay 0.001)" in sentence and "sgd (weight_decay 0)" in sentence

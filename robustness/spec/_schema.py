@@ -329,6 +329,17 @@ class ResourcesSpec(Section):
         return value
 
 
+class AnalysisSpec(Section):
+    """How the report compares optimizers."""
+
+    baseline: Name | None = Field(
+        None,
+        description="the optimizer label every other one is compared with (paired "
+        "comparison, learning-rate shift); default sgd when the study has it, else the "
+        "first label in alphabetical order",
+    )
+
+
 class StudySpec(Section):
     """A whole study: the problem, the optimizers, the swept axes, seeds, search."""
 
@@ -341,6 +352,17 @@ class StudySpec(Section):
     search: SearchSpec = Field(default_factory=lambda: SearchSpec())
     divergence: DivergenceSpec = Field(default_factory=lambda: DivergenceSpec())
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @model_validator(mode="after")
+    def _baseline_is_an_optimizer(self) -> StudySpec:
+        wanted = self.analysis.baseline
+        if wanted is not None and wanted not in self.optimizers:
+            raise ValueError(
+                f"analysis.baseline {wanted!r} is not an optimizer of this study; "
+                f"allowed: {', '.join(self.optimizers)}"
+            )
+        return self
 
     @field_validator("seeds")
     @classmethod
