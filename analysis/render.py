@@ -34,6 +34,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from analysis import figures as fig
+from analysis.boundary import boundary_map, is_boundary_study
 from analysis.document import Report, Table
 from analysis.study import direction_word
 from robustness.results.schema import OUTCOMES, REPORT_DIR
@@ -46,8 +47,9 @@ HTML_TABLE_ROWS = 40  # longer tables are cut in the page; the CSV holds every r
 def report_figures(report: Report) -> dict[str, Figure]:
     """Draw every figure the sections ask for, by name. A figure that fails is dropped
     from its section, which then says why."""
+    boundary = is_boundary_study(report.results.spec)
     drawers: dict[str, Callable[[], Figure]] = {
-        "divergence_map": lambda: fig.divergence_map(
+        "divergence_map": lambda: (boundary_map if boundary else fig.divergence_map)(
             report.tables["divergence_probability"].frame,
             report.data("map_boundary"),
         ),
@@ -55,7 +57,8 @@ def report_figures(report: Report) -> dict[str, Figure]:
             report.tables["lr_profile"].frame, metric=report.metric
         ),
         "stability": lambda: fig.stability_intervals(
-            report.tables["max_stable_lr"].frame, report.tables["lr_band"].frame
+            _stability_frame(report.tables["max_stable_lr"].frame, boundary),
+            report.tables["lr_band"].frame,
         ),
         "tunability": lambda: fig.tunability_curves(
             report.tables["expected_max"].frame, metric=report.metric
@@ -76,6 +79,14 @@ def report_figures(report: Report) -> dict[str, Figure]:
                 section.add_note(message)
                 report.failures.append(message)
     return figures
+
+
+def _stability_frame(frame: pd.DataFrame, boundary: bool) -> pd.DataFrame:
+    """A boundary study's interval on the stable lr is its bracket (the boundary lies
+    between the last stable and the first diverging probe)."""
+    if not boundary:
+        return frame
+    return frame.assign(ci_low=frame["max_stable_lr"], ci_high=frame["first_diverging_lr"])
 
 
 FIGURE_CAPTIONS = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.boundary import is_boundary_study
 from analysis.load import Results
 from analysis.metrics import is_maximized
 
@@ -66,7 +67,8 @@ def describe_study(results: Results) -> Study:
         metric = "objective"
     direction = search.get("direction")
     maximize = direction == "maximize" if direction else is_maximized(metric)
-    cells, binned = grid_cells(trials)
+    # a boundary study's probe lrs are exact per cell (analysis.boundary): never binned
+    cells, binned = (trials, []) if is_boundary_study(results.spec) else grid_cells(trials)
     return Study(results=results, metric=metric, maximize=maximize, cells=cells, binned=binned)
 
 
