@@ -136,7 +136,7 @@ def boundary_map(probability: pd.DataFrame, table: pd.DataFrame) -> Figure:
     """The probes of a boundary study as points on the lr axis, one row per β, one
     panel per optimizer × init; colour = fraction of seeds that diverged (the grid
     maps' colour scale). Each cell's bracket (last stable to first diverging probe)
-    is a thick segment; a censored cell is a hollow marker at its last stable probe.
+    is a segment with end ticks, drawn over the points; a censored cell is a hollow marker at its last stable probe.
 
     ``probability``: ``divergence_probability`` rows (``optimizer``, ``init``,
     ``beta``, ``lr``, ``p_diverged``); ``table``: ``boundary_table`` rows.
@@ -198,11 +198,12 @@ def boundary_map(probability: pd.DataFrame, table: pd.DataFrame) -> Figure:
             Line2D(
                 [],
                 [],
-                color="0.35",
-                lw=3.5,
-                alpha=0.5,
+                color="black",
+                lw=1.0,
+                marker="|",
+                ms=9,
                 label="bracket: last stable, first diverging",
-            ),
+            )
         ]
         if table["censored"].fillna(False).astype(bool).any():
             handles.append(
@@ -217,6 +218,6 @@ def _draw_brackets(ax: Any, rows: pd.DataFrame, betas: list) -> None:
         y = fig_lib._beta_index(betas, row.get("beta"))
         last, first = float(row["max_stable_lr"]), float(row["first_diverging_lr"])
         if np.isfinite(last) and np.isfinite(first):
-            ax.plot([last, first], [y, y], color="0.35", lw=3.5, alpha=0.5, zorder=2)
+            ax.plot([last, first], [y, y], color="black", lw=1.0, marker="|", ms=9, zorder=4)
         elif np.isfinite(last):  # censored: stable up to the top of the range
             ax.scatter([last], [y], s=60, facecolor="none", edgecolor="black", lw=0.9, zorder=4)
