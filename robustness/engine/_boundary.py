@@ -21,6 +21,9 @@ Per cell, in log lr on ``[lo, hi]`` (the ``{log: [LO, HI]}`` range of ``space.lr
 3. while ``first_unstable / last_stable > resolution``, probe their geometric
    mean (one probe of a cell in flight at a time: the next depends on it).
 
+A probe with no evidence at all (every run an ``error``) stops its cell
+(``no_evidence``): proposing the same lr again would fail the same way.
+
 Each bisection keeps the invariant that no probe lies strictly inside the bracket,
 so the bracket's ends are the two probes that bound the 0.5 crossing, also when
 divergence is random (minibatch noise): a later probe never overturns an earlier

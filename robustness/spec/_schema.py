@@ -353,7 +353,7 @@ class ResourcesSpec(Section):
         "auto",
         description="configurations one Ray trial runs one after another (each on every "
         "seed), so Ray's per-trial cost is paid once per pack: a positive integer, or "
-        "'auto' (adaptive, for the grid, random and qmc samplers without a scheduler; "
+        "'auto' (adaptive, for the grid, random, qmc and boundary samplers without a scheduler; "
         "1 otherwise)",
     )
 
