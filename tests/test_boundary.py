@@ -302,7 +302,7 @@ def _linreg_spec(**search):
             "threads": 1,
         },
         "optimizers": {"sgd": {}},
-        "space": {"lr": {"log": [1e-3, 1e2]}, "beta": [0.0, 0.5, 0.9]},
+        "space": {"lr": {"log": [1e-4, 1e4]}, "beta": [0.0, 0.5, 0.9]},  # 8 decades
         "seeds": [0],
         "search": {"sampler": "boundary", **search},
     }
@@ -310,10 +310,13 @@ def _linreg_spec(**search):
 
 def test_heavy_ball_boundary_on_linear_regression_matches_theory(tmp_path):
     """Heavy ball on a quadratic is stable iff lr < 2 (1 + beta) / lambda_max: the
-    bracket of every beta must contain it, to 10%, in at most 9 probes (5 decades)."""
+    bracket of every beta must contain it, to 10%, in at most 9 probes (5 decades; the
+    slow engine test below does 8)."""
     from robustness.runner import run_trial
 
-    plan = make_plan(parse_spec(_linreg_spec()))
+    data = _linreg_spec()
+    data["space"] = {**data["space"], "lr": {"log": [1e-3, 1e2]}}
+    plan = make_plan(parse_spec(data))
     space = plan.distributions("sgd")
     sampler = BoundarySampler(space, resolution=1.1)
     searcher = _searcher(tmp_path, sampler, space, concurrency=2)
@@ -373,7 +376,36 @@ def test_resolution_is_in_the_resolved_spec_only_for_the_boundary_sampler():
 def test_plan_describes_cells_and_the_probe_bound():
     plan = make_plan(parse_spec(_linreg_spec()))
     assert plan.n_cells("sgd") == 3
-    assert plan.n_configurations() == 27  # 3 cells x 9 probes at most
+    assert plan.n_configurations() == 30  # 3 cells x 10 probes at most
     text = plan.describe()
-    assert "3 cells, at most 9 probes each" in text
-    assert "total: at most 27 configurations" in text
+    assert "3 cells, at most 10 probes each" in text
+    assert "total: at most 30 configurations" in text
+
+
+@pytest.mark.slow  # a local Ray and about 60 configurations: a minute on 2 busy cores
+def test_a_boundary_study_through_the_engine_brackets_theory_and_resumes(tmp_path):
+    """As a user runs it: ``run_study`` on a spec file, then the report's table. A
+    resume of the finished study runs nothing again."""
+    import pandas as pd
+    import yaml
+
+    from analysis.boundary import boundary_table
+    from robustness.data import load_dataset
+    from robustness.engine import run_study
+
+    data = _linreg_spec()
+    data["seeds"] = [0, 1]
+    data["resources"] = {"cpu": 1, "max_concurrent": 2}
+    spec = tmp_path / "linreg.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    out = run_study(str(spec), tmp_path / "out", progress=False, report=False)
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert trials["trial_id"].nunique() <= 30 and len(trials) == 2 * trials["trial_id"].nunique()
+    lam = load_dataset("linreg").metadata["hessian_max_eig"]
+    for row in boundary_table(trials).to_dict("records"):
+        theory = 2 * (1 + row["beta"]) / lam
+        assert row["max_stable_lr"] <= theory < row["first_diverging_lr"], row
+        assert row["ratio"] <= 1.1 and row["n_probes"] <= 10
+    run_study(str(spec), out, resume=True, progress=False, report=False)
+    again = pd.read_parquet(out / "trials.parquet")
+    assert sorted(again["run_id"]) == sorted(trials["run_id"])  # nothing ran twice
