@@ -152,6 +152,31 @@ def test_decide_probes_both_ends_then_bisects_between_last_stable_and_first_unst
     assert Probe(1.0, 1, 1).unstable and not Probe(1.0, 0, 1).unstable
 
 
+def test_error_and_pruned_runs_are_no_divergence_evidence():
+    from optuna.trial import TrialState, create_trial
+
+    from robustness.engine._boundary import probe_evidence
+
+    def trial(state=TrialState.COMPLETE, **counts):
+        attrs = {f"n_{o}": n for o, n in counts.items()}
+        return create_trial(
+            state=state,
+            value=1.0 if state == TrialState.COMPLETE else None,
+            params={},
+            distributions={},
+            user_attrs=attrs,
+        )
+
+    assert probe_evidence(trial(diverged=1, converged=2, error=3, pruned=4)) == (1, 3)
+    assert probe_evidence(trial(TrialState.FAIL, diverged=2)) == (2, 2)  # NaN objective
+    assert probe_evidence(trial(TrialState.FAIL, error=2)) == (0, 0)
+    abandoned = create_trial(
+        state=TrialState.FAIL, params={}, distributions={}, user_attrs={"abandoned": True}
+    )
+    assert probe_evidence(abandoned) is None
+    assert probe_evidence(trial(TrialState.PRUNED, diverged=1)) is None
+
+
 def test_max_probes_is_both_ends_plus_one_bisection_per_halving():
     # 8 decades to 1.1: ln(1e8)/ln(1.1) = 193.3 -> 8 halvings
     assert max_probes(1e-4, 1e4, 1.1) == 10

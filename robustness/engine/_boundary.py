@@ -6,7 +6,8 @@ of every axis but ``lr``), the largest learning rate that trains stably to a giv
 ``resolution`` (the ratio first unstable / last stable lr, default 1.1), with a
 handful of configurations (*probes*). A probe is one configuration trained on all
 of the spec's seeds; it is *unstable* when at least half of its runs that say
-something about divergence diverged (``unstable``; ``error`` runs are no evidence).
+something about divergence diverged (``unstable``; ``error`` and ``pruned`` runs,
+``NOT_AT_RISK``, are no evidence).
 A scheduler's early stop (PRUNED) is no evidence either, which is why the spec
 refuses ASHA with this sampler.
 
@@ -62,7 +63,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from robustness.results.schema import OUTCOMES
+from robustness.results.schema import NOT_AT_RISK, OUTCOMES
 from robustness.spec._plan import max_probes
 from robustness.spec._schema import DEFAULT_RESOLUTION
 
@@ -88,7 +89,8 @@ def unstable(n_diverged: int, n_runs: int) -> bool:
 
 @dataclass(frozen=True)
 class Probe:
-    """A finished probe: its lr, diverged runs, and evidence runs (all but ``error``)."""
+    """A finished probe: its lr, diverged runs, and evidence runs (all but the
+    ``NOT_AT_RISK`` outcomes, ``error`` and ``pruned``)."""
 
     lr: float
     n_diverged: int
@@ -181,7 +183,7 @@ def probe_evidence(trial: FrozenTrial) -> tuple[int, int] | None:
     if attrs.get("abandoned", False):
         return None
     counts = {o: int(attrs.get(f"n_{o}", 0)) for o in OUTCOMES}
-    return counts["diverged"], sum(n for o, n in counts.items() if o != "error")
+    return counts["diverged"], sum(n for o, n in counts.items() if o not in NOT_AT_RISK)
 
 
 class BoundarySampler(optuna.samplers.BaseSampler):
