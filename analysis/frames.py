@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from robustness.errors import UserInputError
+from robustness.results.schema import NOT_AT_RISK
 
 __all__ = ["diverged_flag", "require_columns", "runs_at_risk", "usable_runs"]
 
@@ -44,7 +45,7 @@ def usable_runs(trials: pd.DataFrame) -> pd.DataFrame:
 def runs_at_risk(trials: pd.DataFrame) -> pd.DataFrame:
     """The runs a divergence probability counts: not ``error``, not ``pruned``
     (stopped before the end, so whether it would have diverged is unknown)."""
-    return trials[~trials["outcome"].isin(("error", "pruned")).to_numpy(dtype=bool)]
+    return trials[~trials["outcome"].isin(NOT_AT_RISK).to_numpy(dtype=bool)]
 
 
 def diverged_flag(trials: pd.DataFrame) -> np.ndarray:

@@ -34,6 +34,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from analysis import figures as fig
+from analysis.boundary import boundary_map, is_boundary_study
 from analysis.document import Report, Table
 from analysis.study import axes_label, direction_word
 from robustness.results.schema import OUTCOMES, REPORT_DIR
@@ -51,16 +52,19 @@ def report_figures(report: Report) -> dict[str, Figure]:
     each line, row of panels or colour is one optimizer *and* one value of those
     axes, labelled e.g. "sgd (weight_decay 0.0005)".
     """
+    boundary = is_boundary_study(report.results.spec)
 
     def table(name: str) -> pd.DataFrame:
         return labelled(report.tables[name].frame, report.axes)
 
     drawers: dict[str, Callable[[], Figure]] = {
-        "divergence_map": lambda: fig.divergence_map(
+        "divergence_map": lambda: (boundary_map if boundary else fig.divergence_map)(
             table("divergence_probability"), labelled(report.data("map_boundary"), report.axes)
         ),
         "sensitivity": lambda: fig.sensitivity_curves(table("lr_profile"), metric=report.metric),
-        "stability": lambda: fig.stability_intervals(table("max_stable_lr"), table("lr_band")),
+        "stability": lambda: fig.stability_intervals(
+            _stability_frame(table("max_stable_lr"), boundary), table("lr_band")
+        ),
         "lr_shift": lambda: fig.shift_profiles(table("lr_shift_profiles"), metric=report.metric),
         "tunability": lambda: fig.tunability_curves(table("expected_max"), metric=report.metric),
         "importance": lambda: fig.importance_bars(report.tables["importance"].frame),
@@ -89,6 +93,14 @@ def labelled(frame: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     words = [axes_label(row, axes) for _, row in frame[axes].iterrows()]
     label = frame["optimizer"].astype(str) + " (" + pd.Series(words, index=frame.index) + ")"
     return frame.assign(optimizer=label)
+
+
+def _stability_frame(frame: pd.DataFrame, boundary: bool) -> pd.DataFrame:
+    """A boundary study's interval on the stable lr is its bracket (the boundary lies
+    between the last stable and the first diverging probe)."""
+    if not boundary:
+        return frame
+    return frame.assign(ci_low=frame["max_stable_lr"], ci_high=frame["first_diverging_lr"])
 
 
 FIGURE_CAPTIONS = {

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.boundary import boundary_table, is_boundary_study
 from analysis.document import Section
 from analysis.importance import param_importance
 from analysis.metrics import (
@@ -172,6 +173,9 @@ def divergence_section(study: Study, section: Section) -> None:
     Kept as one function of its own: a boundary-search study replaces the grid
     estimate here with its own, and nothing else in the report depends on how.
     """
+    if is_boundary_study(study.spec):
+        boundary_section(study, section)
+        return
     trials = study.cells
     section.add(
         "max_stable_lr",
@@ -196,6 +200,32 @@ def divergence_section(study: Study, section: Section) -> None:
             "No run diverged anywhere in the swept range: every stability limit is "
             "censored (a lower bound), and the maps are uniformly zero."
         )
+
+
+def boundary_section(study: Study, section: Section) -> None:
+    """The divergence section of a boundary-search study: the bracket per cell."""
+    trials = study.cells
+    section.add(
+        "max_stable_lr",
+        "Maximum stable learning rate (boundary search)",
+        "Per cell, the bracket the bisection ended with: max_stable_lr is the last "
+        "stable probe and first_diverging_lr the first probe where at least half the "
+        "runs diverge (ratio = their quotient, the resolution reached); censored = "
+        "nothing diverged up to the top of the range; n_probes = configurations run; "
+        "lr_boundary_logistic = lr where a logistic fit over the probes gives "
+        "P(diverge) = 0.5, with a 95% interval (logistic_low, logistic_high) when "
+        "there are 3 seeds or more and some probe's seeds disagree.",
+        boundary_table(trials, by=study.cell),
+    )
+    section.add(
+        "divergence_probability",
+        "Divergence probability of every probe",
+        "Fraction of the runs at risk (neither error nor pruned) of each probe that "
+        "diverged; β2 pooled.",
+        divergence_probability(trials, by=[*study.map_cell, "lr"]),
+    )
+    section.data["map_boundary"] = boundary_table(trials, by=study.map_cell)  # β2 pooled
+    section.figures.append("divergence_map")
 
 
 def sensitivity_section(study: Study, section: Section) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.boundary import is_boundary_study
 from analysis.load import Results
 from analysis.metrics import is_maximized
 from robustness.results.schema import TRIAL_COLUMNS
@@ -100,7 +101,9 @@ def describe_study(results: Results) -> Study:
     direction = search.get("direction")
     maximize = direction == "maximize" if direction else is_maximized(metric)
     axes = extra_axes(trials, results.spec)
-    cells, binned = grid_cells(trials, axes)
+    # a boundary study's probe lrs are exact per cell (analysis.boundary): never binned
+    boundary = is_boundary_study(results.spec)
+    cells, binned = (trials, []) if boundary else grid_cells(trials, axes)
     return Study(
         results=results,
         metric=metric,

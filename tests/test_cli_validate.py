@@ -62,7 +62,9 @@ BAD_SPECS = {
     ),
     "unknown sampler": (
         spec_with(search={"sampler": "annealing"}),
-        ["search.sampler: Input should be 'grid', 'random', 'tpe', 'gp', 'qmc' or 'cmaes'"],
+        [
+            "search.sampler: Input should be 'grid', 'random', 'tpe', 'gp', 'qmc', 'cmaes' or 'boundary'"
+        ],
     ),
     "grid with a distribution axis": (
         spec_with(space__lr={"log": [1e-3, 1.0]}),

@@ -13,6 +13,7 @@ EXPECTED = {
     "cifar10_resnet20": ({"sgd": 21, "insgd": 21, "novograd": 21}, 3),
     "tpe_best": ({"sgd": 40, "insgd": 40, "novograd": 40}, 2),
     "lm_novograd": ({"novograd": 10, "adamw": 10, "sgd": 10}, 1),
+    "stability_boundary": ({"sgd": 81, "insgd": 81, "novograd": 81}, 2),  # at most
 }
 
 
@@ -77,3 +78,14 @@ def test_lm_novograd_is_the_transformer_on_grammar_over_lr_and_beta():
         # near 1e-2, SGD near 1e-1) and reach past them on both sides
         assert grid["lr"] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
         assert grid["beta"] == [0.0, 0.9]
+
+
+def test_stability_boundary_asks_the_quickstarts_question_with_fewer_runs():
+    boundary, grid = make_plan(load_spec("stability_boundary")), make_plan(load_spec("quickstart"))
+    assert boundary.spec.problem == grid.spec.problem
+    assert boundary.spec.seeds == grid.spec.seeds and boundary.labels == grid.labels
+    assert (boundary.spec.search.sampler, boundary.spec.search.resolution) == ("boundary", 1.1)
+    for label in boundary.labels:
+        assert boundary.n_cells(label) == 9  # init x beta, as in the quickstart
+        assert boundary.optimizer(label).axes["lr"].extreme_values() == [1e-3, 1e2]
+    assert boundary.n_runs() < grid.n_runs()  # 486 at most against 594

@@ -3,7 +3,9 @@
 With a seed, ``grid``, ``random`` and ``qmc`` suggest the same configurations in the
 same order whatever the concurrency; the model-based ``tpe``, ``gp`` and ``cmaes``
 are reproducible only when trials finish in the same order (``max_concurrent: 1``),
-since what they suggest depends on the results told so far.
+since what they suggest depends on the results told so far. ``boundary``
+(``_boundary``) bisects each cell on its own, so the lrs it probes are the same
+whatever the concurrency.
 """
 
 from __future__ import annotations
@@ -13,15 +15,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
+from robustness.engine._boundary import DEFAULT_RESOLUTION, BoundarySampler
 from robustness.errors import unknown_choice
 from robustness.spec import SAMPLERS
 
 
 def make_sampler(
-    name: str, *, seed: int | None, grid: Mapping[str, Sequence[Any]] | None = None
+    name: str,
+    *,
+    seed: int | None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    distributions: Mapping[str, BaseDistribution] | None = None,
+    resolution: float = DEFAULT_RESOLUTION,
 ) -> optuna.samplers.BaseSampler:
-    """The sampler ``name``; ``grid`` (axis -> values) is required for ``grid``."""
+    """The sampler ``name``; ``grid`` (axis -> values) is required for ``grid``, the
+    label's ``distributions`` (and ``resolution``) for ``boundary``."""
+    if name == "boundary":
+        if distributions is None:
+            raise ValueError("the boundary sampler needs the distributions")
+        return BoundarySampler(distributions, resolution=resolution)
     with warnings.catch_warnings():  # qmc and gp are marked experimental by Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _make(name, seed, grid)

@@ -20,12 +20,17 @@ Ray trials stay short and the workers finish together, but never fewer than
 per-trial cost for each), nor more than remain.
 
 Bookkeeping, per label:
-- ``target``: how many configurations the label needs (grid size, or the budget).
+- ``target``: how many configurations the label needs (grid size, or the budget;
+  for the adaptive ``boundary`` sampler an upper bound, shown as progress only).
 - done: Optuna trials that are COMPLETE, PRUNED, or FAIL from a trial that really
   failed. A trial abandoned by a dead driver is FAIL with user attr
   ``abandoned=True``, does not count, and its parameters are enqueued again.
 - the searcher asks ``target - done`` times (enqueued trials are asked first), and
   reports ``FINISHED`` once every label is asked out.
+- the ``boundary`` sampler decides itself: the searcher asks a label only while
+  ``sampler.ready(study)`` is positive, returns None (Tune asks again later) while
+  every open cell waits for a probe in flight, and ``FINISHED`` once
+  ``sampler.resolved(study)`` for every label.
 
 Every Optuna trial it asks is told exactly once, when its Ray trial ends: COMPLETE
 with the seed-aggregated, capped objective (never NaN) when its part was persisted
@@ -70,6 +75,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from robustness.engine._boundary import BoundarySampler
 from robustness.engine._done import (
     LOST_PARTS,
     counts_as_done,
@@ -231,8 +237,10 @@ class OptunaStudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict | str | None:
         size = self.next_pack_size()
-        if size == 0 or self.stopped:
+        if self.stopped:
             return Searcher.FINISHED
+        if size == 0:  # None: an adaptive sampler waits for results in flight
+            return Searcher.FINISHED if self.finished() else None
         pack = [self._ask() for _ in range(size)]
         self._live[trial_id] = pack
         self.pace.sizes.append(size)
@@ -240,7 +248,7 @@ class OptunaStudySearcher(Searcher):
 
     def next_pack_size(self) -> int:
         """How many configurations the next Ray trial carries (0: none left to ask)."""
-        remaining = sum(self._remaining.values())
+        remaining = sum(self._open(entry) for entry in self._labels)
         if remaining <= 0:
             return 0
         if self._pack_size is not None:
@@ -253,8 +261,26 @@ class OptunaStudySearcher(Searcher):
         smallest = math.ceil(self._min_seconds / mean)
         return max(1, min(remaining, wanted, max(balanced, smallest)))
 
+    def _open(self, entry: LabelSearch) -> int:
+        """How many configurations of ``entry`` may be asked now: the budget left, or
+        for an adaptive sampler (``BoundarySampler``) the probes it can hand out now."""
+        if isinstance(entry.sampler, BoundarySampler):
+            return entry.sampler.ready(self._studies[entry.label])
+        return self._remaining[entry.label]
+
+    def finished(self) -> bool:
+        """True when nothing is left to ask, ever: every budget is asked out and every
+        adaptive sampler has resolved its search."""
+        for entry in self._labels:
+            if isinstance(entry.sampler, BoundarySampler):
+                if not entry.sampler.resolved(self._studies[entry.label]):
+                    return False
+            elif self._remaining[entry.label] > 0:
+                return False
+        return True
+
     def _ask(self) -> _Asked:
-        open_labels = [e for e in self._labels if self._remaining[e.label] > 0]
+        open_labels = [e for e in self._labels if self._open(e) > 0]
         entry = open_labels[self._turn % len(open_labels)]
         self._turn += 1
         study = self._studies[entry.label]

@@ -311,7 +311,13 @@ def _label_search(
         label=label,
         distributions=distributions,
         target=plan.n_configurations(label),
-        sampler=make_sampler(sampler_name, seed=seed, grid=grid),
+        sampler=make_sampler(
+            sampler_name,
+            seed=seed,
+            grid=grid,
+            distributions=distributions,
+            resolution=spec.search.resolution,
+        ),
         make_config=make_config,
         error_records=crash_records,
     )

@@ -15,6 +15,10 @@ from __future__ import annotations
 #: stop at ``steps_done``, and a seed it never started has ``steps_done == 0`` and
 #: no metrics. The analysis treats it as censored.
 OUTCOMES = ("converged", "diverged", "stalled", "pruned", "error")
+#: Outcomes that say nothing about divergence (the run failed, or stopped before its
+#: end): left out of a divergence probability's runs, by the analysis and by the
+#: boundary sampler alike.
+NOT_AT_RISK = ("error", "pruned")
 DIVERGENCE_CAUSES = ("nonfinite", "explosion")
 
 # column -> pandas dtype (nullable dtypes where a value may be missing)

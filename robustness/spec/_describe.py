@@ -30,7 +30,12 @@ def _problem_line(plan: Plan) -> str:
 def _search_line(plan: Plan) -> str:
     s = plan.spec.search
     line = f"{s.sampler} sampler"
-    if not plan.is_grid:
+    if plan.is_boundary:
+        line += (
+            f": per cell, the largest stable lr to a ratio of {s.resolution:g} "
+            "(bracket, then bisect in log lr)"
+        )
+    elif not plan.is_grid:
         line += f" (seed {s.seed}), {s.n_trials} trials per optimizer"
     line += f"; objective {s.objective} ({s.direction})"
     if s.scheduler is not None:
@@ -82,20 +87,28 @@ def describe_plan(plan: Plan) -> str:
         if entry.fixed_args:
             head += f" with {_args(dict(entry.fixed_args))}"
         n = plan.n_configurations(label)
-        lines.append(f"{head}: {n} configurations, {plan.n_runs(label)} runs")
+        if plan.is_boundary:
+            lines.append(
+                f"{head}: {plan.n_cells(label)} cells, at most "
+                f"{plan.max_probes_per_cell(label)} probes each: at most {n} configurations, "
+                f"{plan.n_runs(label)} runs"
+            )
+        else:
+            lines.append(f"{head}: {n} configurations, {plan.n_runs(label)} runs")
         width = max((len(name) for name in entry.axes), default=0)
         for name, axis in entry.axes.items():
             lines.append(f"  {name:<{width}}  {axis.describe()}")
         for name, why in entry.dropped:
             lines.append(f"  {name:<{width}}  not swept: {why}")
         size = entry.grid_size
-        if not plan.is_grid and size is not None and size < n:
+        if not plan.is_grid and not plan.is_boundary and size is not None and size < n:
             lines.append(
                 f"  note: only {size} distinct configurations; the sampler may repeat some"
             )
+    most = "at most " if plan.is_boundary else ""
     lines += [
         "",
-        f"total: {plan.n_configurations()} configurations x {plan.n_seeds} seeds "
+        f"total: {most}{plan.n_configurations()} configurations x {plan.n_seeds} seeds "
         f"= {plan.n_runs()} runs",
     ]
     return "\n".join(lines)

@@ -26,6 +26,14 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
 
+def max_probes(lo: float, hi: float, resolution: float) -> int:
+    """Most probes the boundary sampler needs in one cell to bracket the largest
+    stable lr on ``[lo, hi]`` to ``resolution``: both ends, then one bisection in log
+    lr per halving of the bracket, ``2 + ceil(log2(ln(hi/lo) / ln(resolution)))``."""
+    halvings = math.ceil(math.log2(math.log(hi / lo) / math.log(resolution)) - 1e-12)
+    return 2 + max(0, halvings)
+
+
 @dataclass(frozen=True)
 class OptimizerPlan:
     """One optimizer label of a study, resolved.
@@ -95,6 +103,20 @@ class Plan:
     def is_grid(self) -> bool:
         return self.spec.search.sampler == "grid"
 
+    @property
+    def is_boundary(self) -> bool:
+        return self.spec.search.sampler == "boundary"
+
+    def n_cells(self, label: str) -> int:
+        """Combinations of ``label``'s axes other than lr (the boundary sampler's cells)."""
+        axes = self.optimizer(label).axes
+        return math.prod(axis.size() or 1 for name, axis in axes.items() if name != "lr")
+
+    def max_probes_per_cell(self, label: str) -> int:
+        """Most probes the boundary sampler needs in one cell of ``label``."""
+        lo, hi = self.optimizer(label).axes["lr"].extreme_values()
+        return max_probes(float(lo), float(hi), self.spec.search.resolution)
+
     def optimizer(self, label: str) -> OptimizerPlan:
         """The resolved entry of ``label``; ``KeyError`` listing the labels otherwise."""
         if label not in self.optimizers:
@@ -114,12 +136,15 @@ class Plan:
         return self.optimizer(label).distributions()
 
     def n_configurations(self, label: str | None = None) -> int:
-        """Configurations of ``label`` (all labels when None): the grid size, or
-        ``search.n_trials`` for a non-grid sampler (a budget per label)."""
+        """Configurations of ``label`` (all labels when None): the grid size,
+        ``search.n_trials`` for a budgeted sampler (a budget per label), or for the
+        boundary sampler the most it may probe (cells x ``max_probes_per_cell``)."""
         if label is None:
             return sum(self.n_configurations(name) for name in self.labels)
         if self.is_grid:
             return self.optimizer(label).grid_size  # type: ignore[return-value]
+        if self.is_boundary:
+            return self.n_cells(label) * self.max_probes_per_cell(label)
         return self.spec.search.n_trials  # type: ignore[return-value]
 
     @property

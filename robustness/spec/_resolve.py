@@ -190,6 +190,8 @@ def _resolve_optimizer(spec: StudySpec, label: str, problems: list[str]) -> Opti
                     f"{sources[name]}: a {axis.form} distribution cannot be enumerated by the "
                     "grid sampler; give a list, or add `points: n` to a log/linear range"
                 )
+    if spec.search.sampler == "boundary":
+        _check_boundary_axes(axes, sources, problems)
     if "init" in axes:
         _check_inits(spec, axes["init"], sources["init"], problems)
     if len(problems) == count:
@@ -344,3 +346,22 @@ def _build_error(
     if close is not None:
         close()
     return None
+
+
+def _check_boundary_axes(
+    axes: Mapping[str, AxisSpec], sources: Mapping[str, str], problems: list[str]
+) -> None:
+    """The boundary sampler bisects lr on a log range and enumerates every other axis."""
+    lr = axes["lr"]
+    if lr.form != "log-uniform":
+        problems.append(
+            f"{sources['lr']}: the boundary sampler bisects lr on a log range; write it as "
+            f"{{log: [LO, HI]}} (no points), not a {lr.form}"
+        )
+    for name, axis in axes.items():
+        if name != "lr" and not axis.is_finite:
+            problems.append(
+                f"{sources[name]}: the boundary sampler enumerates every axis but lr into "
+                f"cells; a {axis.form} distribution cannot be enumerated, give a list, or "
+                "add `points: n` to a log/linear range"
+            )

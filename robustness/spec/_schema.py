@@ -8,6 +8,7 @@ a model, does NovoGrad take ``nesterov``) happen when the plan is made
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal, get_args
 
@@ -36,7 +37,7 @@ from robustness.spec._section import KnownKeys, Section
 OBJECTIVES: tuple[str, ...] = tuple(c for c in TRIAL_COLUMNS if c.startswith(("final_", "best_")))
 """Record columns a search may optimize; ``*_acc`` ones are maximized, the others minimized."""
 
-Sampler = Literal["grid", "random", "tpe", "gp", "qmc", "cmaes"]
+Sampler = Literal["grid", "random", "tpe", "gp", "qmc", "cmaes", "boundary"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 CORE_AXES = ("lr", "init", "beta", "beta2")
 """Axes with their own TrialConfig field; any other axis is an optimizer keyword argument."""
@@ -91,9 +92,13 @@ Scalar = Annotated[Any, PlainValidator(_scalar)]
 BatchSize = Annotated[Any, PlainValidator(_batch_size)]
 ConfigsPerTrial = Annotated[Any, PlainValidator(_configs_per_trial)]
 
-PACKING_SAMPLERS = ("grid", "random", "qmc")
-"""Samplers whose suggestions do not depend on the results told so far: ``auto``
-packs configurations into Ray trials only for these."""
+PACKING_SAMPLERS = ("grid", "random", "qmc", "boundary")
+"""Samplers whose suggestions within one pack never depend on each other's results:
+``auto`` packs configurations into Ray trials only for these. ``boundary`` learns
+from every result, but a pack holds at most one probe of a cell in bisection (the
+next probe of a cell waits for the previous one), so packing only groups cells."""
+DEFAULT_RESOLUTION = 1.1
+"""``search.resolution`` of the boundary sampler: first unstable / last stable lr."""
 AUTO_PACK_SECONDS = 2.5
 """``configs_per_trial: auto`` sizes a pack to about this much compute (seconds)."""
 
@@ -220,6 +225,11 @@ class SearchSpec(Section):
     objective: str = "final_val_loss"
     direction: Literal["minimize", "maximize"] | None = None
     scheduler: SchedulerSpec | None = None
+    resolution: float = Field(
+        DEFAULT_RESOLUTION,
+        description="boundary sampler: stop when first unstable / last stable lr is at "
+        "most this (> 1)",
+    )
 
     @field_validator("objective")
     @classmethod
@@ -235,14 +245,30 @@ class SearchSpec(Section):
             return None
         return {"name": value} if isinstance(value, str) else value
 
+    @model_serializer(mode="wrap")
+    def _boundary_keys_for_boundary(self, handler: Any) -> dict[str, Any]:
+        """``resolution`` only where it means something, so the resolved spec of a
+        study with another sampler is the same as before the key existed (resume)."""
+        data = handler(self)
+        if self.sampler != "boundary":
+            data.pop("resolution", None)
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpec:
+        if self.sampler == "boundary":
+            self._check_boundary()
+        elif "resolution" in self.model_fields_set:
+            raise ValueError(
+                f"resolution is used only by the boundary sampler, not {self.sampler!r}; "
+                "remove it, or set sampler: boundary"
+            )
         if self.sampler == "grid" and self.n_trials is not None:
             raise ValueError(
                 "n_trials is not used by the grid sampler (it runs every configuration of "
                 "the grid); remove it, or choose a non-grid sampler"
             )
-        if self.sampler != "grid" and self.n_trials is None:
+        if self.sampler not in ("grid", "boundary") and self.n_trials is None:
             raise ValueError(
                 f"the {self.sampler!r} sampler needs n_trials (configurations per optimizer)"
             )
@@ -255,6 +281,24 @@ class SearchSpec(Section):
         if self.direction is None:
             object.__setattr__(self, "direction", wanted)
         return self
+
+    def _check_boundary(self) -> None:
+        if self.n_trials is not None:
+            raise ValueError(
+                "n_trials is not used by the boundary sampler (it probes each cell until "
+                "the boundary is bracketed to search.resolution); remove n_trials"
+            )
+        if self.scheduler is not None:
+            raise ValueError(
+                f"the {self.scheduler.name} scheduler cannot be used with the boundary "
+                "sampler: a run stopped early says nothing about divergence; remove "
+                "search.scheduler"
+            )
+        if not (math.isfinite(self.resolution) and self.resolution > 1):
+            raise ValueError(
+                f"resolution must be a number greater than 1 (the ratio first unstable / "
+                f"last stable lr, e.g. 1.1 for 10%), got {self.resolution!r}"
+            )
 
 
 class ScheduleSpec(KnownKeys, ScheduleConfig):
@@ -309,7 +353,7 @@ class ResourcesSpec(Section):
         "auto",
         description="configurations one Ray trial runs one after another (each on every "
         "seed), so Ray's per-trial cost is paid once per pack: a positive integer, or "
-        "'auto' (adaptive, for the grid, random and qmc samplers without a scheduler; "
+        "'auto' (adaptive, for the grid, random, qmc and boundary samplers without a scheduler; "
         "1 otherwise)",
     )
 
