@@ -1,4 +1,4 @@
-"""The divergence watch, outcome classification and the capped objective."""
+"""The divergence watch and outcome classification (the capping rule: test_runner_outcome)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from robustness.errors import UserInputError
-from robustness.runner import capped_objective
 from robustness.runner.divergence import Divergence, DivergenceWatch
 from robustness.runner.outcome import check_objective, classify_outcome
 
@@ -63,37 +62,6 @@ def test_outcome_classification(diverged, best, outcome):
             diverged=diverged, best_train_loss=best, initial_loss=1.0, stall_margin=0.01
         )
         == outcome
-    )
-
-
-def record(outcome, value, initial=2.0, column="final_val_loss"):
-    return {"outcome": outcome, "initial_loss": initial, column: value}
-
-
-@pytest.mark.parametrize(
-    ("rec", "expected"),
-    [
-        (record("converged", 0.5), 0.5),
-        (record("diverged", 1e9), 2.0),  # capped at the initial loss
-        (record("diverged", 1.5), 1.5),  # below the cap: kept
-        (record("stalled", 2.1), 2.0),
-        (record("converged", math.nan), 2.0),  # non-finite counts as the initial loss
-        (record("diverged", math.inf), 2.0),
-        (record("error", None), 2.0),
-        (record("error", None, initial=math.nan), 3.0),  # the fallback initial loss
-    ],
-)
-def test_loss_objective_is_capped_at_the_initial_loss(rec, expected):
-    assert capped_objective(rec, "final_val_loss", fallback_initial=3.0) == expected
-
-
-def test_accuracy_objective_counts_nonfinite_as_zero():
-    assert (
-        capped_objective(record("diverged", 0.4, column="best_val_acc"), "best_val_acc", 3.0) == 0.4
-    )
-    assert (
-        capped_objective(record("error", math.nan, column="best_val_acc"), "best_val_acc", 3.0)
-        == 0.0
     )
 
 
