@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import typer
 
-from analysis.load import Results, ResultsError, load_results
 from analysis.document import Report
+from analysis.load import Results, ResultsError, load_results
 from robustness.errors import UserInputError
 from robustness.results import store
 from robustness.results.schema import CURVE_COLUMNS, TRIAL_COLUMNS, TRIALS_FILE
