@@ -16,6 +16,7 @@ from robustness.data._language import (
     _NOUNS,
     _TRANSITIVE,
     GRAMMAR_VOCAB,
+    grammar_sample,
     grammar_sentences,
     nesting_depth,
 )
@@ -96,6 +97,21 @@ def test_grammar_brackets_nest_and_verbs_agree_with_their_subjects():
         verb = next(w for w in words if w in verbs)
         assert (noun in singular) == (verb in singular), sentence
     assert nesting_depth("a ( b [ c ] ) [ d ]") == 2
+
+
+def test_grammar_log_probabilities_are_the_products_of_the_choices():
+    sentences, log_probs = grammar_sample(20_000, max_depth=0, data_seed=2)
+    by_length: dict[int, set[float]] = {}
+    for sentence, log_prob in zip(sentences, log_probs, strict=True):
+        by_length.setdefault(len(sentence.split()), set()).add(round(log_prob, 9))
+    # 4 words, "DET NOUN VERB .": number 1/2, determiner 1/4, no adjective 0.7, noun
+    # 1/8, intransitive rule 1/2 (no complement at max_depth 0), verb 1/4
+    plain = math.log(1 / 2 * 1 / 4 * 0.7 * 1 / 8 * 1 / 2 * 1 / 4)
+    assert by_length[4] == {round(plain, 9)}
+    # 5 words, "DET ADJ NOUN VERB .": 0.3 x 1/6 for the adjective, then 0.7 to stop
+    assert by_length[5] == {round(plain + math.log(0.3 / 6), 9)}
+    data = load_dataset("grammar", n_sequences=500)
+    assert 0.3 < data.metadata["entropy_nats_per_char"] < 0.5
 
 
 def test_grammar_without_recursion_has_no_brackets():
@@ -222,7 +238,7 @@ def test_transformer_refusals(shape, args, expected):
 @pytest.mark.parametrize(
     ("model", "dataset", "expected"),
     [
-        ("transformer", "mnist1d", "takes token ids.*use a language dataset \\(grammar, text\\)"),
+        ("transformer", "blobs", "takes token ids.*use a language dataset \\(grammar, text\\)"),
         ("mlp", "grammar", "takes float features.*use a token model \\(transformer\\)"),
     ],
 )

@@ -33,6 +33,8 @@ after the words themselves (learned in a few hundred steps) a small model keeps
 improving for thousands of steps on the long-range structure. Words are
 separated by spaces and sentences by a space; the vocabulary is the grammar's
 own characters (``GRAMMAR_VOCAB``), so its size does not depend on the sample.
+The metadata hold the sample's entropy per character under the grammar (about
+0.39 nats with the defaults): the loss floor, to read ``final_val_loss`` against.
 
 ``text``: any UTF-8 text file under the data root (the ``root`` argument /
 ``problem.data_root``, else ``$ROBUSTNESS_DATA``), named by ``file`` relative to
@@ -86,30 +88,46 @@ _OPEN = "(["
 
 
 class _Generator:
-    """Draws sentences of the grammar (module docstring) from a NumPy generator."""
+    """Draws sentences of the grammar (module docstring) from a NumPy generator,
+    adding the log-probability of every choice to ``log_prob``.
+
+    Each sentence has one derivation (the words show every choice: the verb's
+    class the rule, the noun's form the number), so the sum is the sentence's
+    log-probability under the grammar.
+    """
 
     def __init__(self, rng: np.random.Generator, relative: float, max_depth: int) -> None:
         self.rng = rng
         self.relative = relative
         self.max_depth = max_depth
+        self.log_prob = 0.0
+
+    def _choose(self, k: int) -> int:
+        self.log_prob -= math.log(k)
+        return int(self.rng.integers(k))
+
+    def _coin(self, p: float) -> bool:
+        heads = bool(self.rng.random() < p)
+        self.log_prob += math.log(p if heads else 1.0 - p)
+        return heads
 
     def _pick(self, words: tuple[str, ...]) -> str:
-        return words[self.rng.integers(len(words))]
+        return words[self._choose(len(words))]
 
     def _number(self) -> int:
-        return int(self.rng.integers(2))
+        return self._choose(2)
 
     def noun_phrase(self, n: int, depth: int) -> list[str]:
         words = [self._pick(_DETERMINERS[n])]
-        while len(words) <= _ADJ_MAX and self.rng.random() < _ADJ_P:
+        while len(words) <= _ADJ_MAX and self._coin(_ADJ_P):
             words.append(self._pick(_ADJECTIVES))
         words.append(self._pick(_NOUNS[n]))
-        if depth < self.max_depth and self.rng.random() < self.relative:
+        if depth < self.max_depth and self._coin(self.relative):
             words += ["(", "that", *self.verb_phrase(n, depth + 1), ")"]
         return words
 
     def verb_phrase(self, n: int, depth: int) -> list[str]:
-        rule = self.rng.integers(3 if depth < self.max_depth else 2)
+        rule = self._choose(3 if depth < self.max_depth else 2)
         if rule == 0:
             return [self._pick(_INTRANSITIVE[n])]
         if rule == 1:
@@ -135,17 +153,26 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
+def grammar_sample(
+    n_chars: int, *, relative: float = 0.25, max_depth: int = 4, data_seed: int = 0
+) -> tuple[list[str], list[float]]:
+    """Sentences of the grammar from ``data_seed``, at least ``n_chars`` characters in
+    all when joined by spaces, and each one's log-probability under the grammar (nats)."""
+    gen = _Generator(np.random.default_rng(data_seed), relative, max_depth)
+    sentences, log_probs, total = [], [], 0
+    while total < n_chars:
+        gen.log_prob = 0.0
+        sentences.append(gen.sentence())
+        log_probs.append(gen.log_prob)
+        total += len(sentences[-1]) + 1
+    return sentences, log_probs
+
+
 def grammar_sentences(
     n_chars: int, *, relative: float = 0.25, max_depth: int = 4, data_seed: int = 0
 ) -> list[str]:
-    """Sentences of the grammar from ``data_seed``, at least ``n_chars`` characters
-    in all when joined by spaces."""
-    gen = _Generator(np.random.default_rng(data_seed), relative, max_depth)
-    sentences, total = [], 0
-    while total < n_chars:
-        sentences.append(gen.sentence())
-        total += len(sentences[-1]) + 1
-    return sentences
+    """The sentences of ``grammar_sample``."""
+    return grammar_sample(n_chars, relative=relative, max_depth=max_depth, data_seed=data_seed)[0]
 
 
 def grammar(
@@ -165,12 +192,16 @@ def grammar(
     max_depth = positive_int(owner, "max_depth", max_depth, minimum=0)
     if isinstance(data_seed, bool) or not isinstance(data_seed, int):
         raise UserInputError(f"{owner}: data_seed must be an integer, got {data_seed!r}")
-    sentences = grammar_sentences(
+    sentences, log_probs = grammar_sample(
         n_sequences * (context + 1), relative=relative, max_depth=max_depth, data_seed=data_seed
     )
     depths = np.bincount([nesting_depth(s) for s in sentences], minlength=max_depth + 1)
     metadata = {
         "n_sentences": len(sentences),
+        # the grammar's own cross-entropy per character on this sample (each sentence
+        # and the space after it): the floor of the loss, reached only with the whole
+        # sentence in view (a window's first characters lack their context)
+        "entropy_nats_per_char": -sum(log_probs) / sum(len(s) + 1 for s in sentences),
         "relative": relative,
         "max_depth": max_depth,
         "data_seed": data_seed,

@@ -16,6 +16,12 @@ settings (``patch=16, width=768, depth=12, heads=12, mlp=3072``, 224x224, 1000
 classes) it has torchvision's published 86,567,656.
 
 The input may be any (C, H, W) whose H and W are multiples of ``patch``.
+
+Under a run's init scheme the Linear layers, the patch conv and the LayerNorms
+are re-initialized like any model's; the attention's fused input projection
+(``in_proj_weight``, not an ``nn.Linear``), the class token and the position
+embedding keep their construction-time values (PyTorch's xavier-uniform, zeros,
+N(0, 0.02²)), drawn from the run's seed.
 """
 
 from __future__ import annotations
