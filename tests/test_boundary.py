@@ -175,6 +175,14 @@ def test_error_and_pruned_runs_are_no_divergence_evidence():
     )
     assert probe_evidence(abandoned) is None
     assert probe_evidence(trial(TrialState.PRUNED, diverged=1)) is None
+    lost = create_trial(
+        state=TrialState.COMPLETE,
+        value=1.0,
+        params={},
+        distributions={},
+        user_attrs={"trial_id": "a-0003", "n_diverged": 1},
+    )
+    assert probe_evidence(lost, {"a-0003"}) is None  # its part was damaged: asked again
 
 
 def test_max_probes_is_both_ends_plus_one_bisection_per_halving():

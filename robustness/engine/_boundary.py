@@ -63,6 +63,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from robustness.engine._done import counts_as_done, lost_parts
 from robustness.results.schema import NOT_AT_RISK, OUTCOMES
 from robustness.spec._plan import max_probes
 from robustness.spec._schema import DEFAULT_RESOLUTION
@@ -174,14 +175,13 @@ def _choices(name: str, distribution: BaseDistribution) -> list[Any]:
     )
 
 
-def probe_evidence(trial: FrozenTrial) -> tuple[int, int] | None:
+def probe_evidence(trial: FrozenTrial, lost: set[str] = frozenset()) -> tuple[int, int] | None:
     """``(n_diverged, n_runs)`` of a finished probe from its outcome counts, or None
-    when the trial is no evidence (not finished, abandoned by a dead driver, pruned)."""
-    if trial.state not in (TrialState.COMPLETE, TrialState.FAIL):
+    when the trial is no evidence: not done (``counts_as_done``: running, abandoned by
+    a dead driver, or its part lost, so ``lost`` being asked again) or pruned."""
+    if trial.state == TrialState.PRUNED or not counts_as_done(trial, lost):
         return None
     attrs = trial.user_attrs
-    if attrs.get("abandoned", False):
-        return None
     counts = {o: int(attrs.get(f"n_{o}", 0)) for o in OUTCOMES}
     return counts["diverged"], sum(n for o, n in counts.items() if o not in NOT_AT_RISK)
 
@@ -226,6 +226,7 @@ class BoundarySampler(optuna.samplers.BaseSampler):
         being asked, not yet a probe)."""
         probes: dict[tuple, list[Probe]] = {cell: [] for cell in self.cells}
         pending: dict[tuple, list[float]] = {cell: [] for cell in self.cells}
+        lost = lost_parts(study)
         for trial in study.get_trials(deepcopy=False):
             if trial.number == exclude:
                 continue
@@ -239,7 +240,7 @@ class BoundarySampler(optuna.samplers.BaseSampler):
                 if cell is not None:
                     pending[cell].append(float(params[LR]))
                 continue
-            evidence = probe_evidence(trial)
+            evidence = probe_evidence(trial, lost)
             cell = self._cell_of(trial.params)
             if evidence is not None and cell is not None:
                 probes[cell].append(Probe(float(trial.params[LR]), *evidence))
