@@ -178,3 +178,15 @@ def test_a_complete_study_or_one_without_a_plan_is_not_called_incomplete(tmp_pat
     store.write_tables(tmp_path, ["sgd-0000"])
     results = load_results(tmp_path)
     assert not results.from_parts and results.incomplete is None
+
+
+def test_a_directory_from_before_the_step_0_columns_loads_them_as_missing(results_dir):
+    trials = pd.read_parquet(results_dir / TRIALS_FILE)
+    old = ["initial_train_acc", "initial_val_loss", "initial_val_acc"]
+    trials.drop(columns=old).to_parquet(results_dir / TRIALS_FILE)
+    loaded = load_results(results_dir).trials
+    assert loaded[old].isna().all().all() and loaded["initial_loss"].notna().all()
+    # still refused: a column the analysis cannot do without
+    trials.drop(columns=["initial_loss"]).to_parquet(results_dir / TRIALS_FILE)
+    with pytest.raises(ResultsError, match=r"lacks required column.*initial_loss"):
+        load_results(results_dir)
