@@ -51,12 +51,14 @@ def write_spec(path, spec=SMALL, **changes):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    """One local Ray for the module; run_study reuses it and leaves it running."""
+    """One local Ray for the module, declared without GPUs whatever the machine has
+    (so the checks below mean the same on a CUDA machine); run_study reuses it and
+    leaves it running."""
     import ray
 
     from robustness.engine._cluster import connect
 
-    owned = connect(None, num_cpus=2)
+    owned = connect(None, num_cpus=2, num_gpus=0)
     yield
     if owned:
         ray.shutdown()
@@ -160,19 +162,22 @@ def test_more_cpus_per_trial_than_any_node_has_fails_fast(tmp_path, ray_session,
     assert result.code == 2 and "resources.cpu" in result.err
 
 
-def test_trials_with_a_gpu_share_train_on_cuda_and_cpu_trials_on_cpu(tmp_path):
+@pytest.mark.parametrize(
+    ("device", "gpu", "expected"),
+    [("auto", 0.5, "cuda"), ("auto", 0.0, "cpu"), ("cuda", 1.0, "cuda"), ("cpu", 0.0, "cpu")],
+)
+def test_a_trial_trains_on_the_device_its_resources_give_it(tmp_path, device, gpu, expected):
     from robustness.engine._study import _label_search
     from robustness.spec import load_spec, make_plan
 
-    spec = load_spec(write_spec(tmp_path / "tiny.yaml"))
+    problem = {**SMALL["problem"], "device": device}
+    resources = {**SMALL["resources"], "gpu": gpu}
+    spec = load_spec(write_spec(tmp_path / "tiny.yaml", problem=problem, resources=resources))
     plan = make_plan(spec)
-    for device in ("cuda", "cpu"):
-        entry = _label_search(
-            spec, plan, "novograd", tmp_path, device=device, threads=1, scheduler=None
-        )
-        payload = entry.make_config("novograd-0000", {"lr": 0.1})
-        assert payload["trial"]["device"] == device
-        assert payload["trial"]["threads"] == 1 and payload["trial"]["seeds"] == [0]
+    entry = _label_search(spec, plan, "novograd", tmp_path, gpu=gpu, threads=1, scheduler=None)
+    payload = entry.make_config("novograd-0000", {"lr": 0.1})
+    assert payload["trial"]["device"] == expected
+    assert payload["trial"]["threads"] == 1 and payload["trial"]["seeds"] == [0]
 
 
 def _ray_trial_dirs(out):
