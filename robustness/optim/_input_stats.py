@@ -110,7 +110,8 @@ def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
     (zero or ``padding_mode`` padding included). Computed exactly in one pass over
     ``x``, weighting each position's power by how many windows see it (the
     coverage map, from a ones-kernel convolution with the layer's stride,
-    padding and dilation, cached): no unfold.
+    padding and dilation, cached): no unfold, and no temporary the size of ``x``
+    (each position's power is a norm reduction over batch and channels).
     With ``norm="l1"`` the norm is ``‖·‖₁`` instead of ``‖·‖²``.
     """
     dtype = _stat_dtype(x)
@@ -123,9 +124,13 @@ def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
         batched = _batched_2d(layer, x)
         n, _, height, width = batched.shape
         coverage, positions = _coverage(*_geometry_2d(layer), (height, width), x.device, dtype)
-        rows = batched.to(dtype).reshape(-1, height * width)
-        elementwise = rows.square() if norm == "l2" else rows.abs()
-        total = torch.mv(elementwise, coverage).sum()
+        # each position's power summed over batch and channels, as a norm reduction
+        # (no temporary the size of x): ‖x[:, :, y, x]‖² or ‖·‖₁
+        order = 2 if norm == "l2" else 1
+        per_position = torch.linalg.vector_norm(batched, order, dim=(0, 1), dtype=dtype)
+        if norm == "l2":
+            per_position = per_position.square()
+        total = torch.dot(per_position.reshape(-1), coverage)
         return total / (n * positions * layer.groups)
     raise TypeError(f"INSGD does not measure the input of a {type(layer).__name__}")
 
@@ -265,8 +270,9 @@ class InputProbe:
     def __init__(self, statistic: Statistic, norm: str) -> None:
         self._statistic = statistic
         self._norm = norm
-        self._sum: Tensor | None = None
+        self._sum: Tensor | None = None  # flattened: a step reads all probes with one cat
         self._count = 0
+        self.shape: torch.Size | None = None  # the statistic's shape, once measured
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def attach(self, layer: nn.Module, inputs: Inputs | None = None) -> None:
@@ -294,16 +300,19 @@ class InputProbe:
 
     def add(self, value: Tensor) -> None:
         """Record one measurement (the hook's job; public for benchmarks and tests)."""
+        self.shape = value.shape
+        value = value.reshape(-1)  # here, once per forward pass, not per step
         self._sum = value if self._sum is None else self._sum + value
         self._count += 1
 
-    def take(self) -> Tensor | None:
-        """The mean measurement since the last ``take``, or None if there was none."""
+    def take(self, *, flat: bool = False) -> Tensor | None:
+        """The mean measurement since the last ``take``, or None if there was none;
+        with ``flat``, as a 1-D tensor (``shape`` is its shape)."""
         if self._sum is None:
             return None
         mean = self._sum if self._count == 1 else self._sum / self._count
         self._sum, self._count = None, 0
-        return mean
+        return mean if flat else mean.view(self.shape)
 
     def remove(self) -> None:
         """Remove the hooks (idempotent); later forward passes are not measured."""
