@@ -217,17 +217,6 @@ def test_packed_study_gives_the_same_runs_as_one_configuration_per_trial(
     assert all(t.user_attrs["node_id"] for t in study.trials)
 
 
-@pytest.mark.gpu
-def test_fractional_gpu_study_runs_two_trials_per_gpu(tmp_path):
-    from robustness.engine import run_study
-
-    spec = write_spec(tmp_path / "gpu.yaml", resources={"cpu": 1, "gpu": 0.5, "max_concurrent": 2})
-    out = run_study(str(spec), tmp_path / "out", progress=False, report=False)
-    trials = pd.read_parquet(out / "trials.parquet")
-    assert len(trials) == 6 and trials["run_id"].is_unique
-    assert (trials["outcome"] != "error").sum() == 5  # only the nesterov/beta=0 configuration
-
-
 def test_asha_prunes_in_budget_fractions_and_every_configuration_x_seed_is_a_row(
     tmp_path, ray_session
 ):
