@@ -205,7 +205,7 @@ class INSGD(torch.optim.Optimizer):
                 foreach
                 and bool(group["momentum"])
                 and bool(group["params"])
-                and (self.mode == "reference" or spreads_scales(group["params"][0].device))
+                and spreads_scales(group["params"][0].device)
             )
             params, stats = self._measured(group, flat=spread)
             if not params:
