@@ -110,8 +110,8 @@ def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
     (zero or ``padding_mode`` padding included). Computed exactly in one pass over
     ``x``, weighting each position's power by how many windows see it (the
     coverage map, from a ones-kernel convolution with the layer's stride,
-    padding and dilation, cached): no unfold, and no temporary the size of ``x``
-    (each position's power is a norm reduction over batch and channels).
+    padding and dilation, cached): no unfold, and on GPUs no temporary the size
+    of ``x`` (``_covered_power``).
     With ``norm="l1"`` the norm is ``‖·‖₁`` instead of ``‖·‖²``.
     """
     dtype = _stat_dtype(x)
@@ -124,13 +124,7 @@ def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
         batched = _batched_2d(layer, x)
         n, _, height, width = batched.shape
         coverage, positions = _coverage(*_geometry_2d(layer), (height, width), x.device, dtype)
-        # each position's power summed over batch and channels, as a norm reduction
-        # (no temporary the size of x): ‖x[:, :, y, x]‖² or ‖·‖₁
-        order = 2 if norm == "l2" else 1
-        per_position = torch.linalg.vector_norm(batched, order, dim=(0, 1), dtype=dtype)
-        if norm == "l2":
-            per_position = per_position.square()
-        total = torch.dot(per_position.reshape(-1), coverage)
+        total = _covered_power(batched, coverage, norm, dtype, x.device.type != "cpu")
         return total / (n * positions * layer.groups)
     raise TypeError(f"INSGD does not measure the input of a {type(layer).__name__}")
 
@@ -156,6 +150,28 @@ def _geometry_2d(layer: nn.Module) -> tuple:
         (1, *layer.dilation),
         layer.padding_mode,
     )
+
+
+def _covered_power(
+    x: Tensor, coverage: Tensor, norm: str, dtype: torch.dtype, by_reduction: bool
+) -> Tensor:
+    """``Σ_positions coverage · Σ_(batch, channels) x²`` (``l1``: ``|x|``) of a batch
+    (N, C, H, W).
+
+    ``by_reduction`` (used on GPUs): each position's power is a norm reduction over
+    batch and channels, with no temporary the size of ``x`` (GPU memory is the
+    scarce thing there). Otherwise (CPU): ``x²`` then one matrix-vector product,
+    about 4x faster on a CPU than the strided reduction.
+    """
+    if by_reduction:
+        order = 2 if norm == "l2" else 1
+        per_position = torch.linalg.vector_norm(x, order, dim=(0, 1), dtype=dtype).reshape(-1)
+        if norm == "l2":
+            per_position = per_position.square()
+        return torch.dot(per_position, coverage)
+    rows = x.to(dtype).reshape(-1, x.shape[-2] * x.shape[-1])
+    elementwise = rows.square() if norm == "l2" else rows.abs()
+    return torch.mv(elementwise, coverage).sum()
 
 
 @functools.lru_cache(maxsize=512)
