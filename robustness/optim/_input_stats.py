@@ -286,7 +286,8 @@ class InputProbe:
     def __init__(self, statistic: Statistic, norm: str) -> None:
         self._statistic = statistic
         self._norm = norm
-        self._sum: Tensor | None = None  # flattened: a step reads all probes with one cat
+        self._sum: Tensor | None = None
+        self._flat_sum: Tensor | None = None  # a 1-D view of it: a step may cat all probes
         self._count = 0
         self.shape: torch.Size | None = None  # the statistic's shape, once measured
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -317,8 +318,8 @@ class InputProbe:
     def add(self, value: Tensor) -> None:
         """Record one measurement (the hook's job; public for benchmarks and tests)."""
         self.shape = value.shape
-        value = value.reshape(-1)  # here, once per forward pass, not per step
         self._sum = value if self._sum is None else self._sum + value
+        self._flat_sum = self._sum.reshape(-1)  # here, per forward pass, not per step
         self._count += 1
 
     def take(self, *, flat: bool = False) -> Tensor | None:
@@ -326,13 +327,14 @@ class InputProbe:
         with ``flat``, as a 1-D tensor (``shape`` is its shape)."""
         if self._sum is None:
             return None
-        mean = self._sum if self._count == 1 else self._sum / self._count
-        self._sum, self._count = None, 0
-        return mean if flat else mean.view(self.shape)
+        total = self._flat_sum if flat else self._sum
+        mean = total if self._count == 1 else total / self._count
+        self._sum, self._flat_sum, self._count = None, None, 0
+        return mean
 
     def remove(self) -> None:
         """Remove the hooks (idempotent); later forward passes are not measured."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._sum, self._count = None, 0
+        self._sum, self._flat_sum, self._count = None, None, 0
