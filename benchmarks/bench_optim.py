@@ -18,12 +18,17 @@ Two tables:
 The MLP and ResNet-20 (option-A shortcuts) come from ``robustness.models``; the
 small CNN is local (the ``cnn`` model without its second pooling). Timings are
 medians of ``torch.utils.benchmark`` blocked runs on a fixed thread count, in
-process CPU time (see ``_interleaved_medians``).
+process CPU time (see ``_interleaved_medians``). Ratios are given against
+``SGD(foreach=True)`` and ``SGD(fused=True)``.
+
+``BENCH_OPTIM_DEVICE=cuda`` runs the same tables on the GPU, in wall time
+(``benchmarks/gpu_check.sh`` does).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import torch
@@ -37,7 +42,10 @@ from robustness.optim._input_stats import InputProbe, input_power
 
 THREADS = 1
 BASELINE = "SGD foreach"
+FUSED = "SGD fused"
 LR = 0.01
+# BENCH_OPTIM_DEVICE=cuda times the same steps on the GPU (benchmarks/gpu_check.sh)
+DEVICE = torch.device(os.environ.get("BENCH_OPTIM_DEVICE", "cpu"))
 
 
 def small_cnn(channels: int = 3) -> nn.Module:
@@ -63,15 +71,14 @@ MODELS = {
 def _interleaved_medians(candidates: dict, rounds: int = 5, run_time: float = 0.15) -> dict:
     """Median time of each callable, measured round-robin; the best round counts.
 
-    Time is this process's CPU time (one thread), so other processes on shared
-    cores distort it less than wall time; interleaving makes what load remains
-    hit every candidate alike, and the best of several rounds is the least
-    disturbed one.
+    On the CPU, time is this process's CPU time (one thread), so other processes
+    on shared cores distort it less than wall time; on CUDA it is wall time (the
+    timer synchronizes the device). Interleaving makes what load remains hit
+    every candidate alike, and the best of several rounds is the least disturbed one.
     """
+    clock = time.process_time if DEVICE.type == "cpu" else time.perf_counter
     timers = {
-        name: benchmark.Timer(
-            stmt="f()", globals={"f": f}, num_threads=THREADS, timer=time.process_time
-        )
+        name: benchmark.Timer(stmt="f()", globals={"f": f}, num_threads=THREADS, timer=clock)
         for name, f in candidates.items()
     }
     best = dict.fromkeys(candidates, float("inf"))
@@ -111,12 +118,12 @@ def _stepper(opt: torch.optim.Optimizer):
 def step_table() -> str:
     rows = []
     for label, (factory, shape) in MODELS.items():
-        model = factory()
-        x = torch.randn(32, *shape)
+        model = factory().to(DEVICE)
+        x = torch.randn(32, *shape, device=DEVICE)
         builders = {
             BASELINE: lambda m: torch.optim.SGD(m.parameters(), LR, momentum=0.9, foreach=True),
             "SGD default": lambda m: torch.optim.SGD(m.parameters(), LR, momentum=0.9),
-            "SGD fused": lambda m: torch.optim.SGD(m.parameters(), LR, momentum=0.9, fused=True),
+            FUSED: lambda m: torch.optim.SGD(m.parameters(), LR, momentum=0.9, fused=True),
             "NovoGrad": lambda m: NovoGrad(m.parameters(), LR),
             "NovoGrad simple": lambda m: NovoGrad(m.parameters(), LR, foreach=False),
             "INSGD paper": lambda m: INSGD(m, LR),
@@ -139,12 +146,12 @@ def step_table() -> str:
         for opt in optimizers:
             getattr(opt, "close", lambda: None)()
         for name, t in times.items():
-            rows.append((label, name, t * 1e6, t / times[BASELINE]))
+            rows.append((label, name, t * 1e6, t / times[BASELINE], t / times[FUSED]))
     lines = [
-        f"| parameter set | optimizer step | median µs | ratio to {BASELINE} |",
-        "| --- | --- | ---: | ---: |",
+        f"| parameter set | optimizer step | median µs | ratio to {BASELINE} | ratio to {FUSED} |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
-    lines += [f"| {m} | {n} | {us:.0f} | {r:.2f} |" for m, n, us, r in rows]
+    lines += [f"| {m} | {n} | {us:.0f} | {r:.2f} | {f:.2f} |" for m, n, us, r, f in rows]
     return "\n".join(lines)
 
 
@@ -196,10 +203,10 @@ def train_step_table() -> str:
         ("small CNN, 1x8x8, batch 128", 1, 8, 128),
     ):
         torch.manual_seed(0)
-        plain = small_cnn(channels)
+        plain = small_cnn(channels).to(DEVICE)
         hooked, stepped = copy.deepcopy(plain), copy.deepcopy(plain)  # identical compute
-        x = torch.randn(batch, channels, side, side)
-        y = torch.randint(0, 10, (batch,))
+        x = torch.randn(batch, channels, side, side, device=DEVICE)
+        y = torch.randint(0, 10, (batch,), device=DEVICE)
         sgd = torch.optim.SGD(plain.parameters(), LR, momentum=0.9, foreach=True)
         insgd = INSGD(stepped, LR)
         hooks_only = INSGD(hooked, LR)  # never steps: its hooks measure every pass
@@ -234,7 +241,8 @@ def train_step_table() -> str:
 def main() -> None:
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {THREADS} thread(s), CPU, float32\n")
+    where = "CPU" if DEVICE.type == "cpu" else torch.cuda.get_device_name(DEVICE)
+    print(f"torch {torch.__version__}, {THREADS} thread(s), {where}, float32\n")
     print(step_table())
     print()
     print(train_step_table())

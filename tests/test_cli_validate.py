@@ -163,6 +163,21 @@ BAD_SPECS = {
         spec_with(resources={"gpu": 1.5}),
         ["resources.gpu: a trial may take a fraction of one GPU"],
     ),
+    "cuda without a gpu per trial": (
+        spec_with(problem__device="cuda"),
+        [
+            "problem.device 'cuda' needs a GPU per trial, but resources.gpu is 0",
+            "set resources.gpu (e.g. 1, or 0.25 for four trials per GPU), or use device "
+            "'auto' or 'cpu'",
+        ],
+    ),
+    "cpu with a gpu per trial": (
+        spec_with(problem__device="cpu", resources={"gpu": 0.5}),
+        [
+            "problem.device 'cpu' with resources.gpu = 0.5",
+            "set resources.gpu to 0 to train on CPUs, or device 'auto' or 'cuda'",
+        ],
+    ),
 }
 
 

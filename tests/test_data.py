@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -9,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustness.data import DATASETS, load_dataset
-from robustness.data._augment import random_crop_flip
+from robustness.data import DATASETS, _augment, load_dataset
+from robustness.data._augment import crop_flip_draws, random_crop_flip
 from robustness.data._bundled import _digits_pool, _generate_mnist1d
 from robustness.errors import UserInputError
 from robustness.models import build_model
@@ -193,6 +194,32 @@ def test_random_crop_flip_returns_shifted_possibly_mirrored_crops():
     assert torch.equal(out, again)
 
 
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_augmentation_draws_are_made_on_the_cpu_whatever_the_batch_device(monkeypatch, device):
+    """The offsets and flips come from the CPU generator and are only then sent to
+    the batch's device ("meta": a device without data, standing in for CUDA here),
+    so they are the same numbers for every device."""
+    sent = []
+    real = _augment.to_device
+    monkeypatch.setattr(_augment, "to_device", lambda t, d: sent.append((t, d)) or real(t, d))
+    generator = torch.Generator().manual_seed(3)
+    out = random_crop_flip(torch.zeros(6, 3, 8, 8, device=device), generator, padding=2)
+    assert out.device.type == device and out.shape == (6, 3, 8, 8)
+    ((draws, target),) = sent
+    assert draws.device.type == "cpu" and torch.device(target).type == device
+    reference = torch.Generator().manual_seed(3)
+    offsets, flips = crop_flip_draws(6, reference, padding=2)
+    assert torch.equal(draws, torch.cat([offsets, flips[None].long()]))
+    assert torch.equal(generator.get_state(), reference.get_state())  # advanced alike
+    assert offsets.min() >= 0 and offsets.max() <= 4
+
+
+@pytest.mark.gpu
+def test_augmentation_refuses_a_cuda_generator():
+    with pytest.raises(ValueError, match="CPU generator"):
+        random_crop_flip(torch.zeros(2, 3, 8, 8), torch.Generator(device="cuda"))
+
+
 @pytest.mark.gpu
 def test_cuda_dataset_and_augmentation_match_cpu():
     cpu = load_dataset("digits")
@@ -202,3 +229,55 @@ def test_cuda_dataset_and_augmentation_match_cpu():
     on_cpu = random_crop_flip(x, torch.Generator().manual_seed(5))
     on_cuda = random_crop_flip(x.cuda(), torch.Generator().manual_seed(5))
     assert torch.equal(on_cuda.cpu(), on_cpu)
+
+
+# --- the per-process dataset cache ----------------------------------------------------
+
+
+@pytest.fixture
+def empty_cache():
+    from robustness.data import _cache
+
+    _cache.clear()
+    yield _cache
+    _cache.clear()
+
+
+def test_a_cached_dataset_is_loaded_once_per_name_options_and_device(empty_cache, monkeypatch):
+    from robustness import data as data_module
+
+    loads = []
+    real = data_module.DATASETS["blobs"]
+
+    @functools.wraps(real)  # the same signature, which the option check reads
+    def counting(**kwargs):
+        loads.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setitem(data_module.DATASETS, "blobs", counting)
+    args = {"n_samples": 300, "n_features": 4, "n_classes": 3}
+    first = load_dataset("blobs", cache=True, **args)
+    again = load_dataset("blobs", cache=True, **args)
+    assert len(loads) == 1 and again.x_train is first.x_train  # the same tensors, no copy
+    again.metadata["n_train"] = -1  # each caller has its own metadata
+    assert load_dataset("blobs", cache=True, **args).metadata["n_train"] == 240
+    other = load_dataset("blobs", cache=True, **{**args, "data_seed": 1})
+    assert len(loads) == 2 and not torch.equal(other.x_train, first.x_train)
+    uncached = load_dataset("blobs", **args)
+    assert len(loads) == 3 and uncached.x_train is not first.x_train
+    assert torch.equal(uncached.x_train, first.x_train)
+
+
+def test_a_cached_dataset_changed_in_place_is_loaded_again(empty_cache):
+    fresh = load_dataset("digits")
+    first = load_dataset("digits", cache=True)
+    first.x_train.mul_(0.0)  # a mistake no caller should make
+    again = load_dataset("digits", cache=True)
+    assert again.x_train is not first.x_train
+    assert torch.equal(again.x_train, fresh.x_train)
+
+
+def test_the_cache_keeps_only_the_last_few_datasets(empty_cache):
+    for seed in range(empty_cache.MAX_ENTRIES + 2):
+        load_dataset("mnist1d", cache=True, num_samples=200, data_seed=seed)
+    assert len(empty_cache._entries) == empty_cache.MAX_ENTRIES

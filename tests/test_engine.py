@@ -51,12 +51,14 @@ def write_spec(path, spec=SMALL, **changes):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    """One local Ray for the module; run_study reuses it and leaves it running."""
+    """One local Ray for the module, declared without GPUs whatever the machine has
+    (so the checks below mean the same on a CUDA machine); run_study reuses it and
+    leaves it running."""
     import ray
 
     from robustness.engine._cluster import connect
 
-    owned = connect(None, num_cpus=2)
+    owned = connect(None, num_cpus=2, num_gpus=0)
     yield
     if owned:
         ray.shutdown()
@@ -160,19 +162,22 @@ def test_more_cpus_per_trial_than_any_node_has_fails_fast(tmp_path, ray_session,
     assert result.code == 2 and "resources.cpu" in result.err
 
 
-def test_trials_with_a_gpu_share_train_on_cuda_and_cpu_trials_on_cpu(tmp_path):
+@pytest.mark.parametrize(
+    ("device", "gpu", "expected"),
+    [("auto", 0.5, "cuda"), ("auto", 0.0, "cpu"), ("cuda", 1.0, "cuda"), ("cpu", 0.0, "cpu")],
+)
+def test_a_trial_trains_on_the_device_its_resources_give_it(tmp_path, device, gpu, expected):
     from robustness.engine._study import _label_search
     from robustness.spec import load_spec, make_plan
 
-    spec = load_spec(write_spec(tmp_path / "tiny.yaml"))
+    problem = {**SMALL["problem"], "device": device}
+    resources = {**SMALL["resources"], "gpu": gpu}
+    spec = load_spec(write_spec(tmp_path / "tiny.yaml", problem=problem, resources=resources))
     plan = make_plan(spec)
-    for device in ("cuda", "cpu"):
-        entry = _label_search(
-            spec, plan, "novograd", tmp_path, device=device, threads=1, scheduler=None
-        )
-        payload = entry.make_config("novograd-0000", {"lr": 0.1})
-        assert payload["trial"]["device"] == device
-        assert payload["trial"]["threads"] == 1 and payload["trial"]["seeds"] == [0]
+    entry = _label_search(spec, plan, "novograd", tmp_path, gpu=gpu, threads=1, scheduler=None)
+    payload = entry.make_config("novograd-0000", {"lr": 0.1})
+    assert payload["trial"]["device"] == expected
+    assert payload["trial"]["threads"] == 1 and payload["trial"]["seeds"] == [0]
 
 
 def _ray_trial_dirs(out):
@@ -210,17 +215,6 @@ def test_packed_study_gives_the_same_runs_as_one_configuration_per_trial(
     study = optuna.load_study(study_name="tiny/sgd", storage=f"sqlite:///{packed / 'optuna.db'}")
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3 + ["FAIL"]
     assert all(t.user_attrs["node_id"] for t in study.trials)
-
-
-@pytest.mark.gpu
-def test_fractional_gpu_study_runs_two_trials_per_gpu(tmp_path):
-    from robustness.engine import run_study
-
-    spec = write_spec(tmp_path / "gpu.yaml", resources={"cpu": 1, "gpu": 0.5, "max_concurrent": 2})
-    out = run_study(str(spec), tmp_path / "out", progress=False, report=False)
-    trials = pd.read_parquet(out / "trials.parquet")
-    assert len(trials) == 6 and trials["run_id"].is_unique
-    assert (trials["outcome"] != "error").sum() == 5  # only the nesterov/beta=0 configuration
 
 
 def test_asha_prunes_in_budget_fractions_and_every_configuration_x_seed_is_a_row(

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustness.optim import INSGD, NovoGrad
+from robustness.optim import INSGD, NovoGrad, _multi_tensor
 from robustness.optim.insgd import _reference_scale, reference_scales
 
 
@@ -128,8 +128,10 @@ def _net() -> nn.Module:
     ).double()
 
 
+@pytest.mark.parametrize("spread", [False, True], ids=["cpu-path", "cuda-path"])
 @pytest.mark.parametrize("mode", ["paper", "reference"])
-def test_insgd_paths_agree_when_a_layer_is_frozen_for_a_while(mode):
+def test_insgd_paths_agree_when_a_layer_is_frozen_for_a_while(mode, spread, monkeypatch):
+    monkeypatch.setattr(_multi_tensor, "SPREAD_ON_CPU", spread)
     models = {foreach: _net() for foreach in (True, False)}
     opts = {
         f: INSGD(m, lr=0.05, mode=mode, weight_decay=1e-3, foreach=f) for f, m in models.items()

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustness.optim import _input_stats
 from robustness.optim._input_stats import input_power, standardized_input_statistic
 
 CONVS = [
@@ -84,9 +85,16 @@ def _patches(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return cols.view(n, layer.groups, -1, positions)
 
 
+@pytest.mark.parametrize("by_reduction", [False, True], ids=["cpu-path", "gpu-path"])
 @pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("norm", ["l2", "l1"])
-def test_conv_input_power_equals_the_unfold_computation(conv, norm):
+def test_conv_input_power_equals_the_unfold_computation(conv, norm, by_reduction, monkeypatch):
+    """Both ways of summing the covered power (x² and a matrix-vector product on the
+    CPU; a norm reduction, without a temporary the size of x, on GPUs)."""
+    real = _input_stats._covered_power
+    monkeypatch.setattr(
+        _input_stats, "_covered_power", lambda *args: real(*args[:-1], by_reduction)
+    )
     torch.manual_seed(0)
     layer = nn.Conv2d(**conv).double()
     x = torch.randn(3, layer.in_channels, 11, 9, dtype=torch.float64)

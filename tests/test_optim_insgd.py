@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustness.errors import UserInputError
-from robustness.optim import INSGD
+from robustness.optim import INSGD, _multi_tensor
 
 PATHS = pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "single"])
 
@@ -179,7 +179,11 @@ def test_paper_mode_update_changes_with_input_scale_as_the_formula_says(c):
     ],
     ids=["defaults", "wd-dampening", "nesterov", "no-momentum-l1"],
 )
-def test_fast_and_simple_paths_agree(mode, options):
+@pytest.mark.parametrize("spread", [False, True], ids=["cpu-path", "cuda-path"])
+def test_fast_and_simple_paths_agree(mode, options, spread, monkeypatch):
+    """Float64, so the paths must agree to 1e-10 (CUDA-path: the factors spread over
+    parameter-shaped buffers, run on the CPU)."""
+    monkeypatch.setattr(_multi_tensor, "SPREAD_ON_CPU", spread)
     fast_model, simple_model = _net(), _net()
     fast = INSGD(fast_model, lr=0.05, mode=mode, foreach=True, **options)
     simple = INSGD(simple_model, lr=0.05, mode=mode, foreach=False, **options)

@@ -18,10 +18,16 @@ official test set as the validation set and need a data root (``root``, else
 ``$ROBUSTNESS_DATA``); ``robustness.data._local`` documents the file layout.
 The language datasets (``robustness.data._language``) hold int64 token ids with
 a target per position and validate on the stream's last windows.
+
+``load_dataset(..., cache=True)`` (what the trial runner uses) keeps a process's
+last datasets on their device, so a worker running many configurations copies
+its data once; ``robustness.data._cache`` says how it guards against changes.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +35,7 @@ import torch
 
 from robustness._import_path import is_import_path, resolve_import_path
 from robustness._options import call_user_function, call_with_options, user_options
+from robustness.data import _cache
 from robustness.data._bundled import digits, mnist1d
 from robustness.data._dataset import Dataset, check_dataset
 from robustness.data._language import grammar, text
@@ -74,6 +81,7 @@ def load_dataset(
     *,
     root: str | None = None,
     device: str | torch.device = "cpu",
+    cache: bool = False,
     **dataset_args: Any,
 ) -> Dataset:
     """Load dataset ``name`` with its options and put its tensors on ``device``.
@@ -84,7 +92,10 @@ def load_dataset(
             ``root=`` when it takes a ``root`` argument), returning a ``Dataset``.
         root: the data root for local-file datasets (else ``$ROBUSTNESS_DATA``);
             ignored by generated ones.
-        device: where the tensors go.
+        device: where the tensors go (to CUDA from pinned memory, without blocking).
+        cache: reuse this process's copy of the same dataset on the same device
+            (``robustness.data._cache``): its tensors are shared, so the caller
+            must not modify them.
         dataset_args: the dataset's options (see the table above).
 
     Raises:
@@ -92,14 +103,23 @@ def load_dataset(
             data files, an import path that does not resolve, or a loader whose
             result breaks the ``Dataset`` contract (``check_dataset``).
     """
-    if name in DATASETS:
-        args = (root,) if name in _LOCAL else ()
-        return call_with_options(DATASETS[name], "dataset", name, dataset_args, *args).to(device)
-    if not is_import_path(name):
+    if name not in DATASETS and not is_import_path(name):
         raise unknown_choice("dataset", name, DATASETS)
-    loader = resolve_import_path(name, "dataset loader")
-    options = dict(dataset_args)
-    if "root" not in options and "root" in (user_options(loader, 0) or ()):
-        options["root"] = root
-    data = call_user_function(loader, "dataset loader", name, options)
-    return check_dataset(name, data).to(device)
+
+    def load() -> Dataset:
+        if name in DATASETS:
+            args = (root,) if name in _LOCAL else ()
+            data = call_with_options(DATASETS[name], "dataset", name, dataset_args, *args)
+            return data.to(device)
+        loader = resolve_import_path(name, "dataset loader")
+        options = dict(dataset_args)
+        if "root" not in options and "root" in (user_options(loader, 0) or ()):
+            options["root"] = root
+        data = call_user_function(loader, "dataset loader", name, options)
+        return check_dataset(name, data).to(device)
+
+    if not cache:
+        return load()
+    where = None if name in _GENERATED else (root if root is not None else os.environ.get(ENV_VAR))
+    key = (name, json.dumps(dataset_args, sort_keys=True, default=repr), where, str(device))
+    return _cache.cached(key, load)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from robustness._options import number_in
+from robustness._transfer import to_device
 from robustness.errors import UserInputError
 
 # (x_batch, generator) -> augmented x_batch, on x_batch's device
@@ -48,13 +49,14 @@ class Dataset:
     augment: Augment | None = None
 
     def to(self, device: str | torch.device) -> Dataset:
-        """This dataset with its four tensors on ``device``."""
+        """This dataset with its four tensors on ``device`` (to CUDA: from pinned
+        memory, without blocking the host; see ``robustness._transfer``)."""
         return replace(
             self,
-            x_train=self.x_train.to(device),
-            y_train=self.y_train.to(device),
-            x_val=self.x_val.to(device),
-            y_val=self.y_val.to(device),
+            x_train=to_device(self.x_train, device),
+            y_train=to_device(self.y_train, device),
+            x_val=to_device(self.x_val, device),
+            y_val=to_device(self.y_val, device),
         )
 
 

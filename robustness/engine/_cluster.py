@@ -4,7 +4,10 @@
   bound beyond localhost, quiet workers); an address joins an existing cluster.
   Returns whether this process started Ray (then it must shut it down).
 - ``check_resources(cpu, gpu)``: a trial that asks for more CPUs or GPUs than any
-  node has would wait forever in Ray's queue; refuse it at once instead.
+  node has would wait forever in Ray's queue; refuse it at once instead. When
+  trials take GPUs, one GPU worker is probed: a torch that cannot use the GPU
+  there (a CPU-only build, the default of a plain ``pip install torch`` on some
+  platforms) would make every trial an ``error`` row, so it is refused too.
 - ``trial_slots(cpu, gpu)``: how many such trials the cluster runs at once.
 - ``check_shared_path(path, shared)``: on a cluster of more than one node, trials on
   other nodes write their results into the results directory, so it must be shared
@@ -18,10 +21,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from robustness.errors import UserInputError
 
+# how long the GPU check waits for a GPU worker (its start imports torch: seconds)
+PROBE_SECONDS = 120.0
 # Ray and Tune settings that keep per-trial overhead small and output quiet; set
 # only if the user has not chosen otherwise.
 _RAY_ENV = {
@@ -63,11 +70,15 @@ def quiet_ray_environment() -> None:
         os.environ.setdefault(key, value)
 
 
-def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
+def connect(
+    address: str | None, *, num_cpus: int | None = None, num_gpus: float | None = None
+) -> bool:
     """Start a local Ray (``address=None``) or join the cluster at ``address``.
 
     Returns True when this call started Ray (the caller shuts it down at the end).
     An already-initialized Ray in this process is reused and not owned.
+    ``num_cpus``/``num_gpus`` override what a local Ray detects (tests use them to
+    be independent of the machine).
     """
     import ray
 
@@ -81,6 +92,7 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
             include_dashboard=False,
             dashboard_host="127.0.0.1",
             num_cpus=num_cpus,
+            num_gpus=num_gpus,
             **common,
         )
     else:
@@ -110,15 +122,16 @@ def _loopback_node_ip(address: str) -> dict[str, str]:
     return {"_node_ip_address": host} if loopback else {}
 
 
-def check_resources(cpu: float, gpu: float) -> None:
-    """Refuse a per-trial request that no node of the running cluster can satisfy."""
-    import ray
+def check_resources(
+    cpu: float, gpu: float, *, probe: Callable[[float], CudaProbe] | None = None
+) -> None:
+    """Refuse a per-trial request that no node of the running cluster can satisfy,
+    and, when trials take GPUs, a GPU node whose torch cannot use them.
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    largest = {
-        key: max((float(n.get("Resources", {}).get(key, 0.0)) for n in nodes), default=0.0)
-        for key in ("CPU", "GPU")
-    }
+    ``probe(gpu)`` reports what torch sees in one worker that holds ``gpu`` GPUs
+    (default: ``probe_gpu_worker``, a Ray task; tests inject their own).
+    """
+    largest = _largest_node()
     if gpu > 0 and largest["GPU"] < gpu:
         has = "no GPUs" if largest["GPU"] == 0 else f"at most {largest['GPU']:g} GPU(s) a node"
         raise UserInputError(
@@ -130,6 +143,70 @@ def check_resources(cpu: float, gpu: float) -> None:
             f"resources.cpu = {cpu} per trial, but the largest node of the Ray cluster "
             f"has {largest['CPU']:g} CPU(s); allowed: a value up to {largest['CPU']:g}"
         )
+    if gpu > 0:
+        found = (probe or probe_gpu_worker)(gpu)
+        if found is not None and not found.available:
+            raise UserInputError(
+                f"resources.gpu = {gpu} per trial, and Ray gives the trials GPUs, but torch "
+                f"in a GPU worker cannot use them: {found.problem()}"
+            )
+
+
+class CudaProbe(NamedTuple):
+    """What torch sees in one worker: ``torch.cuda.is_available()`` and why not."""
+
+    available: bool
+    torch_version: str
+    cuda_version: str | None
+    devices: int
+
+    def problem(self) -> str:
+        from robustness.runner.device import cuda_problem
+
+        return cuda_problem(self.torch_version, self.cuda_version, self.devices)
+
+
+def probe_gpu_worker(gpu: float, timeout: float = PROBE_SECONDS) -> CudaProbe | None:
+    """Run one Ray task that holds ``gpu`` GPUs (on a node Ray says has them) and
+    report what torch sees there. None when no GPU frees up within ``timeout``
+    seconds (a busy shared cluster): the trials are then not held back."""
+    import ray
+
+    task = ray.remote(num_cpus=0, num_gpus=gpu, max_retries=0)(_cuda_in_this_process)
+    ref = task.remote()
+    try:
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        ray.cancel(ref, force=True)
+        logging.getLogger(__name__).warning(
+            "no GPU worker started within %g s to check that torch can use the GPUs; "
+            "the study goes on unchecked",
+            timeout,
+        )
+        return None
+
+
+def _cuda_in_this_process() -> CudaProbe:
+    import torch
+
+    available = torch.cuda.is_available()
+    return CudaProbe(
+        available,
+        torch.__version__,
+        torch.version.cuda,
+        torch.cuda.device_count() if available else 0,
+    )
+
+
+def _largest_node() -> dict[str, float]:
+    """The most CPUs and GPUs any alive node of the connected cluster has."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return {
+        key: max((float(n.get("Resources", {}).get(key, 0.0)) for n in nodes), default=0.0)
+        for key in ("CPU", "GPU")
+    }
 
 
 def trial_slots(cpu: float, gpu: float) -> int:

@@ -53,6 +53,7 @@ from robustness.results.schema import (
     PROVENANCE_KEY,
     SPEC_FILE,
 )
+from robustness.runner.device import trial_device
 from robustness.spec import AUTO_PACK_SECONDS
 
 if TYPE_CHECKING:
@@ -166,10 +167,9 @@ def _run_tuner(
     searcher: OptunaStudySearcher | None = None
     name = spec.name
     storage = _optuna_storage.open_journal(out, out / OPTUNA_FILE)
-    device = "cuda" if gpu > 0 else "cpu"
     threads = max(1, int(cpu))
     labels = [
-        _label_search(spec, plan, label, out, device=device, threads=threads, scheduler=scheduler)
+        _label_search(spec, plan, label, out, gpu=gpu, threads=threads, scheduler=scheduler)
         for label in plan.labels
     ]
     total = sum(entry.target for entry in labels)
@@ -273,7 +273,7 @@ def _label_search(
     label: str,
     out: Path,
     *,
-    device: str,
+    gpu: float,
     threads: int,
     scheduler: TrialScheduler | None,
 ) -> LabelSearch:
@@ -284,9 +284,8 @@ def _label_search(
 
     def config_for(params: dict[str, Any]) -> TrialConfig:
         config = plan.trial_config(label, params)
-        update: dict[str, Any] = {}
-        if device == "cuda" or config.device == "auto":
-            update["device"] = device  # a trial uses the device Ray reserved for it
+        # a trial trains on what Ray reserved for it
+        update: dict[str, Any] = {"device": trial_device(config.device, gpu)}
         if config.threads is None:
             update["threads"] = threads
         return config.model_copy(update=update)

@@ -110,7 +110,8 @@ def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
     (zero or ``padding_mode`` padding included). Computed exactly in one pass over
     ``x``, weighting each position's power by how many windows see it (the
     coverage map, from a ones-kernel convolution with the layer's stride,
-    padding and dilation, cached): no unfold.
+    padding and dilation, cached): no unfold, and on GPUs no temporary the size
+    of ``x`` (``_covered_power``).
     With ``norm="l1"`` the norm is ``‖·‖₁`` instead of ``‖·‖²``.
     """
     dtype = _stat_dtype(x)
@@ -123,9 +124,7 @@ def input_power(layer: nn.Module, x: Tensor, norm: str) -> Tensor:
         batched = _batched_2d(layer, x)
         n, _, height, width = batched.shape
         coverage, positions = _coverage(*_geometry_2d(layer), (height, width), x.device, dtype)
-        rows = batched.to(dtype).reshape(-1, height * width)
-        elementwise = rows.square() if norm == "l2" else rows.abs()
-        total = torch.mv(elementwise, coverage).sum()
+        total = _covered_power(batched, coverage, norm, dtype, x.device.type != "cpu")
         return total / (n * positions * layer.groups)
     raise TypeError(f"INSGD does not measure the input of a {type(layer).__name__}")
 
@@ -151,6 +150,28 @@ def _geometry_2d(layer: nn.Module) -> tuple:
         (1, *layer.dilation),
         layer.padding_mode,
     )
+
+
+def _covered_power(
+    x: Tensor, coverage: Tensor, norm: str, dtype: torch.dtype, by_reduction: bool
+) -> Tensor:
+    """``Σ_positions coverage · Σ_(batch, channels) x²`` (``l1``: ``|x|``) of a batch
+    (N, C, H, W).
+
+    ``by_reduction`` (used on GPUs): each position's power is a norm reduction over
+    batch and channels, with no temporary the size of ``x`` (GPU memory is the
+    scarce thing there). Otherwise (CPU): ``x²`` then one matrix-vector product,
+    about 4x faster on a CPU than the strided reduction.
+    """
+    if by_reduction:
+        order = 2 if norm == "l2" else 1
+        per_position = torch.linalg.vector_norm(x, order, dim=(0, 1), dtype=dtype).reshape(-1)
+        if norm == "l2":
+            per_position = per_position.square()
+        return torch.dot(per_position, coverage)
+    rows = x.to(dtype).reshape(-1, x.shape[-2] * x.shape[-1])
+    elementwise = rows.square() if norm == "l2" else rows.abs()
+    return torch.mv(elementwise, coverage).sum()
 
 
 @functools.lru_cache(maxsize=512)
@@ -266,7 +287,9 @@ class InputProbe:
         self._statistic = statistic
         self._norm = norm
         self._sum: Tensor | None = None
+        self._flat_sum: Tensor | None = None  # a 1-D view of it: a step may cat all probes
         self._count = 0
+        self.shape: torch.Size | None = None  # the statistic's shape, once measured
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def attach(self, layer: nn.Module, inputs: Inputs | None = None) -> None:
@@ -294,15 +317,19 @@ class InputProbe:
 
     def add(self, value: Tensor) -> None:
         """Record one measurement (the hook's job; public for benchmarks and tests)."""
+        self.shape = value.shape
         self._sum = value if self._sum is None else self._sum + value
+        self._flat_sum = self._sum.reshape(-1)  # here, per forward pass, not per step
         self._count += 1
 
-    def take(self) -> Tensor | None:
-        """The mean measurement since the last ``take``, or None if there was none."""
+    def take(self, *, flat: bool = False) -> Tensor | None:
+        """The mean measurement since the last ``take``, or None if there was none;
+        with ``flat``, as a 1-D tensor (``shape`` is its shape)."""
         if self._sum is None:
             return None
-        mean = self._sum if self._count == 1 else self._sum / self._count
-        self._sum, self._count = None, 0
+        total = self._flat_sum if flat else self._sum
+        mean = total if self._count == 1 else total / self._count
+        self._sum, self._flat_sum, self._count = None, None, 0
         return mean
 
     def remove(self) -> None:
@@ -310,4 +337,4 @@ class InputProbe:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._sum, self._count = None, 0
+        self._sum, self._flat_sum, self._count = None, None, 0

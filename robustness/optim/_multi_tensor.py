@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from robustness._transfer import to_device
+
 
 def group_by_device_and_dtype(
     params: Sequence[Tensor], *lists: Sequence[Tensor | None]
@@ -184,3 +186,105 @@ class _FlatSlot:
             all(map(operator.is_, [entry.get(name) for entry in self.entries], views))
             for name, views in self.views.items()
         )
+
+
+SPREAD_ON_CPU = False
+"""Whether :func:`spreads_scales` says yes on the CPU too (tests set it, to run the
+CUDA path's arithmetic on a CPU-only machine)."""
+
+
+def spreads_scales(device: torch.device) -> bool:
+    """Whether per-tensor scalars should reach foreach ops as :class:`Spread` views.
+
+    On CUDA a ``torch._foreach_*`` op runs as a few multi-tensor kernels only when
+    all its tensor lists have matching shapes; a list of 0-dim scales next to the
+    parameters makes it fall back to one kernel per tensor. On the CPU a foreach
+    op is a per-tensor loop anyway and a 0-dim scale costs no memory pass, so the
+    scalars stay 0-dim there.
+    """
+    return device.type != "cpu" or SPREAD_ON_CPU
+
+
+class Spread:
+    """Per-tensor (or per-channel) values written over buffers shaped like the tensors.
+
+    ``values`` (``rows`` rows of ``L`` values) are gathered, with one
+    ``index_select`` over a cached index, into a flat buffer of ``rows × Σ numel``;
+    :meth:`__call__` returns, per row, views of it shaped like the tensors, so a
+    foreach op that multiplies by them has matching shapes (CUDA's multi-tensor
+    fast path). Tensor ``i`` with value shape ``S_i`` (broadcastable to its shape:
+    ``()`` for one value, ``(1, C, 1, 1)`` for one per input channel) reads the
+    next ``S_i.numel()`` values, broadcast; a tensor with value shape None reads
+    1 (the value after the last one, appended by the caller).
+
+    Memory: the buffer (``rows`` × the tensors' size, their dtype) and an int32
+    index of the tensors' size, built once per geometry on the host and copied
+    without blocking; each call allocates nothing.
+    """
+
+    def __init__(
+        self, tensors: Sequence[Tensor], value_shapes: Sequence[torch.Size | None], rows: int = 1
+    ) -> None:
+        like = tensors[0]
+        self.geometry = _spread_geometry(tensors, value_shapes, rows)
+        parts, offset = [], 0
+        for t, shape in zip(tensors, value_shapes, strict=True):
+            if shape is None:
+                parts.append(torch.full((t.numel(),), -1, dtype=torch.int64))
+                continue
+            count = shape.numel()
+            ids = torch.arange(offset, offset + count).view(shape).expand(t.shape)
+            parts.append(ids.reshape(-1))
+            offset += count
+        index = torch.cat(parts)
+        self._one = None
+        if (index < 0).any():
+            index[index < 0] = offset  # reads the 1 appended to the values
+            self._one = torch.ones((rows, 1), dtype=like.dtype, device=like.device)
+        total = index.numel()
+        dtype = torch.int32 if total < 2**31 else torch.int64
+        self.index = to_device(index.to(dtype), like.device)
+        self.flat = torch.empty((rows, total), dtype=like.dtype, device=like.device)
+        sizes = [t.numel() for t in tensors]
+        self.views = [
+            [part.view(t.shape) for part, t in zip(row.split(sizes), tensors, strict=True)]
+            for row in self.flat
+        ]
+
+    def __call__(self, values: Tensor) -> list[list[Tensor]]:
+        """``values``: (rows, L), L the total of the value shapes' sizes; returns one
+        list of views per row (valid until the next call)."""
+        if self._one is not None:
+            values = torch.cat([values, self._one], dim=1)
+        torch.index_select(values, 1, self.index, out=self.flat)
+        return self.views
+
+
+def _spread_geometry(tensors, value_shapes, rows) -> tuple:
+    like = tensors[0]
+    return (
+        like.device,
+        like.dtype,
+        rows,
+        tuple(t.shape for t in tensors),
+        tuple(value_shapes),
+    )
+
+
+class Spreads:
+    """:class:`Spread` objects by key, rebuilt when the geometry changes."""
+
+    def __init__(self) -> None:
+        self._spreads: dict[object, Spread] = {}
+
+    def get(
+        self,
+        key: object,
+        tensors: Sequence[Tensor],
+        value_shapes: Sequence[torch.Size | None],
+        rows: int = 1,
+    ) -> Spread:
+        spread = self._spreads.get(key)
+        if spread is None or spread.geometry != _spread_geometry(tensors, value_shapes, rows):
+            spread = self._spreads[key] = Spread(tensors, value_shapes, rows)
+        return spread

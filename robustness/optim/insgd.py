@@ -49,9 +49,11 @@ from robustness.optim._input_stats import (
 )
 from robustness.optim._multi_tensor import (
     FlatState,
+    Spreads,
     device_scalar,
     group_by_device_and_dtype,
     map_concatenated,
+    spreads_scales,
 )
 from robustness.optim._validation import (
     check_choice,
@@ -198,10 +200,24 @@ class INSGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for index, group in enumerate(self.param_groups):
-            params, stats = self._measured(group)
+            foreach = group["foreach"]
+            spread = (
+                foreach
+                and bool(group["momentum"])
+                and bool(group["params"])
+                and spreads_scales(group["params"][0].device)
+            )
+            params, stats = self._measured(group, flat=spread)
             if not params:
                 continue
-            foreach = group["foreach"]
+            if spread and all("momentum_buffer" in self.state[p] for p in params):
+                self._spread_update(index, params, stats, group)
+                continue
+            if spread:  # a first step: the paths below take the statistics shaped
+                stats = [
+                    None if s is None else s.view(self._probes[p].shape)
+                    for p, s in zip(params, stats, strict=True)
+                ]
             weights = [i for i, stat in enumerate(stats) if stat is not None]
             grad_scales = update_scales = None
             if weights and self.mode == "paper":
@@ -245,14 +261,17 @@ class INSGD(torch.optim.Optimizer):
                     self.state[p]["momentum_buffer"] = buf
         return loss
 
-    def _measured(self, group: dict) -> tuple[list[Tensor], list[Tensor | None]]:
+    def _measured(
+        self, group: dict, *, flat: bool = False
+    ) -> tuple[list[Tensor], list[Tensor | None]]:
         """The group's parameters that have a gradient, and each one's measurement
-        since the last step (None for a parameter that is not normalized). Every
-        probe is emptied, so a measurement never leaks into a later step."""
+        since the last step (None for a parameter that is not normalized; 1-D with
+        ``flat``). Every probe is emptied, so a measurement never leaks into a
+        later step."""
         params, stats = [], []
         probes = self._group_probes(group)
         for p, probe in zip(group["params"], probes, strict=True):
-            stat = None if probe is None else probe.take()
+            stat = None if probe is None else probe.take(flat=flat)
             grad = p.grad
             if grad is None:
                 continue
@@ -323,6 +342,74 @@ class INSGD(torch.optim.Optimizer):
                 buffer_flat=slot.flats["momentum_buffer"],
                 **hyper,
             )
+
+    def _spread_update(
+        self, index: int, params: list[Tensor], stats: list[Tensor | None], group: dict
+    ) -> None:
+        """The multi-tensor update with the momentum buffers in one flat buffer and the
+        per-layer factors spread over buffers shaped like the parameters (``Spread``):
+        every foreach op then has matching shapes, so on CUDA each is a few
+        multi-tensor kernels whatever the number of tensors. ``stats`` are 1-D."""
+        hyper = {
+            "lr": group["lr"],
+            "weight_decay": group["weight_decay"],
+            "momentum": group["momentum"],
+            "dampening": group["dampening"],
+            "nesterov": group["nesterov"],
+        }
+        slots = self._flat().get(("momentum", index), self.state, params, _MOMENTUM_LAYOUT)
+        for k, slot in enumerate(slots):
+            ps = slot.params
+            measured = [stats[i] for i in slot.indices]
+            weights = [j for j, stat in enumerate(measured) if stat is not None]
+            scales = None
+            if weights:
+                batch = torch.cat([measured[j] for j in weights])
+                if self.mode == "paper":
+                    values = self._paper_scale_values(
+                        index, k, [ps[j] for j in weights], batch, group
+                    )
+                else:
+                    (values,) = _reference_scale(
+                        batch, momentum=group["momentum"], eps=group["eps"]
+                    )
+                shapes = [None] * len(ps)
+                for j in weights:
+                    shapes[j] = (
+                        self._probes[ps[j]].shape if self.mode == "reference" else torch.Size()
+                    )
+                spread = self._spreads().get((index, k), ps, shapes)
+                (scales,) = spread(values.to(ps[0].dtype)[None])
+            paper = self.mode == "paper"
+            _foreach_insgd(
+                ps,
+                [p.grad for p in ps],
+                slot.views["momentum_buffer"],
+                scales if paper else None,
+                None if paper else scales,
+                buffer_flat=slot.flats["momentum_buffer"],
+                **hyper,
+            )
+
+    def _paper_scale_values(
+        self, index: int, k: int, weights: list[Tensor], batch: Tensor, group: dict
+    ) -> Tensor:
+        """Advance the ``P`` of ``weights`` (same device and dtype) with the batch
+        powers ``batch`` (one each, in order); return their gradient scales."""
+        for p, batch_power in zip(weights, batch.unbind(), strict=True):
+            state = self.state[p]
+            if "input_power" not in state:  # P_1 = p_1: start at the first batch power
+                state["input_power"] = batch_power.detach().clone()
+        (slot,) = self._flat().get(("power", index, k), self.state, weights, _POWER_LAYOUT)
+        power = slot.flats["input_power"]
+        new_power, scale = _paper_scale(power, batch, beta=group["beta"], eps=group["eps"])
+        power.copy_(new_power)
+        return scale
+
+    def _spreads(self) -> Spreads:
+        if "_spread_cache" not in self.__dict__:  # not pickled with the optimizer
+            self._spread_cache = Spreads()
+        return self._spread_cache
 
     def _flat(self) -> FlatState:
         if "_flat_state" not in self.__dict__:  # not pickled with the optimizer

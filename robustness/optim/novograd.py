@@ -36,9 +36,12 @@ from torch import Tensor
 from robustness.errors import UserInputError
 from robustness.optim._multi_tensor import (
     FlatState,
+    Spread,
+    Spreads,
     device_scalar,
     foreach_axpy_,
     group_by_device_and_dtype,
+    spreads_scales,
 )
 from robustness.optim._validation import (
     check_coefficient,
@@ -142,16 +145,25 @@ class NovoGrad(torch.optim.Optimizer):
         return loss
 
     def _flat_step(self, index: int, params: list[Tensor], hyper: dict) -> None:
-        """The multi-tensor path, with each state kept in one flat buffer (``FlatState``)."""
+        """The multi-tensor path, with each state kept in one flat buffer (``FlatState``)
+        and, where ``spreads_scales``, the per-tensor factors spread over buffers
+        shaped like the parameters (``Spread``), so every foreach op has matching
+        shapes."""
         if not hasattr(self, "_flat_state"):  # not pickled with the optimizer
-            self._flat_state = FlatState()
-        for slot in self._flat_state.get(index, self.state, params, _STATE_LAYOUT):
+            self._flat_state, self._spreads = FlatState(), Spreads()
+        for k, slot in enumerate(self._flat_state.get(index, self.state, params, _STATE_LAYOUT)):
+            spread = None
+            if spreads_scales(slot.params[0].device):
+                rows = 2 if hyper["weight_decay"] else 1
+                shapes = [torch.Size()] * len(slot.params)
+                spread = self._spreads.get((index, k), slot.params, shapes, rows)
             _foreach_novograd(
                 slot.params,
                 [p.grad for p in slot.params],
                 slot.views["exp_avg"],
                 slot.flats["exp_avg_sq"],
                 exp_avg_flat=slot.flats["exp_avg"],
+                spread=spread,
                 **hyper,
             )
 
@@ -252,6 +264,7 @@ def _foreach_novograd(
     v: Tensor,
     *,
     exp_avg_flat: Tensor | None = None,
+    spread: Spread | None = None,
     lr: float,
     beta1: float,
     beta2: float,
@@ -261,7 +274,9 @@ def _foreach_novograd(
 ) -> None:
     """One step on same-device, same-dtype tensors; ``v`` holds every tensor's ``v``
     as one vector, updated in place. ``exp_avg_flat``, when the ``ms`` are views of
-    one buffer, scales them all with one kernel."""
+    one buffer, scales them all with one kernel. ``spread`` (one row per factor,
+    ``a`` then ``b``) turns the per-tensor factors into tensors shaped like the
+    parameters."""
     norm_sq = torch.stack(torch._foreach_norm(gs)).square_()
     new_v, a, b = _second_moment(
         v, norm_sq, beta2=beta2, eps=eps, weight_decay=weight_decay, averaging=averaging
@@ -271,7 +286,13 @@ def _foreach_novograd(
         torch._foreach_mul_(ms, device_scalar(beta1, ms[0]))
     else:
         exp_avg_flat.mul_(beta1)
-    foreach_axpy_(ms, gs, a)
-    if b is not None:
-        foreach_axpy_(ms, ps, b)
+    if spread is not None:
+        factors = spread(torch.stack([a, b]) if b is not None else a[None])
+        torch._foreach_addcmul_(ms, gs, factors[0])
+        if b is not None:
+            torch._foreach_addcmul_(ms, ps, factors[1])
+    else:
+        foreach_axpy_(ms, gs, a)
+        if b is not None:
+            foreach_axpy_(ms, ps, b)
     torch._foreach_add_(ps, ms, alpha=-lr)

@@ -91,6 +91,7 @@ class TrialConfig(_Strict):
     )
     seeds: tuple[int, ...] = (0,)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    tf32: bool = Field(False, description="allow TF32 matmuls and convolutions on CUDA")
     threads: PositiveInt | None = None
     tags: dict[str, Any] = Field(
         default_factory=dict,

@@ -24,12 +24,17 @@ Conventions, so that records from different runs compare:
   (every ``_CHECK_EVERY`` steps and at every evaluation), and ``diverged_step`` is
   the exact first bad step. A non-finite initial loss is a divergence at step 0.
 - Seeding: ``torch.manual_seed(seed)`` before the model is built (PyTorch's own
-  init and anything else using the global generator), plus one ``torch.Generator``
-  per purpose (init scheme, data order, augmentation) seeded from ``(seed,
-  purpose)``, so the same seed gives bit-identical metrics on CPU.
+  init and anything else using the global generator), plus one CPU
+  ``torch.Generator`` per purpose (init scheme, data order, augmentation) seeded
+  from ``(seed, purpose)``, so the same seed gives bit-identical metrics on CPU
+  and the same data order and crops on every device. On CUDA the run holds
+  ``reproducible_cuda`` (deterministic cuDNN, no autotuning, TF32 only with
+  ``config.tf32``; see ``robustness.runner.device``).
   ``torch.use_deterministic_algorithms`` is not set: on CPU it changed neither the
   results nor the time (MLP and CNN on digits, checked), so it buys nothing there,
   and it is process-wide state that on CUDA also needs ``CUBLAS_WORKSPACE_CONFIG``.
+- Data: the dataset is loaded with ``cache=True``, so a worker that runs several
+  configurations of one study copies it to the device once (``robustness.data``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustness._import_path import is_import_path
+from robustness._transfer import to_device
 from robustness.data import DATASETS, Dataset, load_dataset
 from robustness.errors import UserInputError, unknown_choice
 from robustness.init_schemes import INIT_SCHEMES, apply_init
@@ -56,6 +62,7 @@ from robustness.models import MODELS, build_model, check_input_kind
 from robustness.optim import build_optimizer, optimizer_entry
 from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import TrialConfig
+from robustness.runner.device import reproducible_cuda, resolve_device
 from robustness.runner.divergence import Divergence, DivergenceWatch
 from robustness.runner.outcome import (
     TrialStopped,
@@ -126,9 +133,9 @@ def run_trial(
     # torch.optim imports torch._dynamo on its first step (seconds); do it here, so
     # the first seed's wall_seconds measure its training, not a one-off import
     importlib.import_module("torch._dynamo")
-    with _cpu_threads(config.threads):
+    with _cpu_threads(config.threads), reproducible_cuda(device, tf32=config.tf32):
         data = load_dataset(
-            config.dataset, root=config.data_root, device=device, **config.dataset_args
+            config.dataset, root=config.data_root, device=device, cache=True, **config.dataset_args
         )
         check_objective(config.objective, data.task)
         loss_fn = _loss_function(config.loss, data.task)
@@ -150,19 +157,6 @@ def run_trial(
 
     objective = mean_objective(records)
     return TrialResult(config, records, curves, dict(data.metadata), objective, stopped)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is refused."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(
-            "device 'cuda' asked for, but no CUDA device is available; allowed here: auto, cpu"
-        )
-    if name not in ("cpu", "cuda"):
-        raise unknown_choice("device", name, ("auto", "cpu", "cuda"))
-    return torch.device(name)
 
 
 # --- one seed ----------------------------------------------------------------------
@@ -297,7 +291,7 @@ def _train_seed(
             model.train()
             order_generator = _generator(log.seed, _ORDER_STREAM)
             batches = _batch_indices(n_train, batch_size, order_generator, device)
-            augment_generator = _generator(log.seed, _AUGMENT_STREAM, device)
+            augment_generator = _generator(log.seed, _AUGMENT_STREAM)  # drawn on the CPU
             for step in range(1, total_steps + 1):
                 x, y = data.x_train, data.y_train
                 idx = next(batches)
@@ -355,7 +349,7 @@ def _batch_indices(
         while True:
             yield None
     while True:
-        order = torch.randperm(n, generator=generator).to(device)
+        order = to_device(torch.randperm(n, generator=generator), device)
         yield from order.split(batch_size)
 
 
@@ -528,10 +522,12 @@ def cross_entropy(
     return F.cross_entropy(outputs.flatten(0, -2), targets.flatten(), reduction=reduction)
 
 
-def _generator(seed: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator for one purpose (``stream``) of one run, independent of the others."""
+def _generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU generator for one purpose (``stream``) of one run, independent of the
+    others. Every random draw of a run is made on the CPU, so a seed gives the same
+    numbers on every device."""
     entropy = np.random.SeedSequence([seed % 2**64, stream]).generate_state(1, np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(entropy))
+    return torch.Generator().manual_seed(int(entropy))
 
 
 @contextmanager

@@ -201,6 +201,7 @@ class Plan:
             objective=self.spec.search.objective,
             seeds=self.seeds,
             device=problem.device,
+            tf32=problem.tf32,
             threads=problem.threads,
             tags=extras,
         )

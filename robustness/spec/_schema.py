@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from robustness.results.schema import TRIAL_COLUMNS
 from robustness.runner.config import DivergenceConfig, ScheduleConfig
+from robustness.runner.device import device_conflict
 from robustness.spec._axis import AxisSpec
 from robustness.spec._section import KnownKeys, Section
 
@@ -326,7 +327,14 @@ class ProblemSpec(Section):
     eval_every: PositiveInt = 50
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
     schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec())
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA exactly when resources.gpu > 0"
+    )
+    tf32: bool = Field(
+        False,
+        description="allow TF32 matmuls and convolutions on CUDA (faster on Ampere and "
+        "later, ~1e-3 relative error; off: full float32)",
+    )
     threads: PositiveInt | None = None
 
     @model_validator(mode="after")
@@ -415,6 +423,13 @@ class StudySpec(Section):
         if repeated:
             raise ValueError(f"seeds repeat: {repeated}; list each seed once")
         return value
+
+    @model_validator(mode="after")
+    def _device_fits_resources(self) -> StudySpec:
+        conflict = device_conflict(self.problem.device, self.resources.gpu)
+        if conflict is not None:
+            raise ValueError(conflict)
+        return self
 
     @model_validator(mode="after")
     def _packing_without_scheduler(self) -> StudySpec:
