@@ -13,6 +13,16 @@ from robustness.models.population import (
     select_members,
 )
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny kernels on a busy machine are much faster so."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 CASES = [
     ("linear", (64,), {}),
     ("mlp", (64,), {"widths": [16, 8], "activation": "tanh"}),

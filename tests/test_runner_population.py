@@ -249,3 +249,80 @@ def test_bad_trial_ids_and_bad_configurations_are_user_errors():
         run_population([config()], trial_ids=["a", "b"])
     with pytest.raises(UserInputError, match="weight_decay must be a finite number >= 0"):
         run_population([config(), config(optimizer_args={"weight_decay": -1.0})])
+
+
+_OPTIMIZERS = [
+    ("novograd", {}, {"beta2": 0.9}),
+    ("novograd", {"grad_averaging": True}, {"beta2": 0.5, "weight_decay": 0.01}),
+    ("insgd", {"mode": "paper", "norm": "l2"}, {"beta2": 0.9}),
+    ("insgd", {"mode": "paper", "norm": "l1"}, {"weight_decay": 0.01, "eps": 0.5}),
+    ("insgd", {"mode": "reference", "norm": "l2"}, {"beta2": 0.5}),
+    ("insgd", {"mode": "reference", "norm": "l1"}, {"dampening": 0.1}),
+]
+_MODELS = [
+    ("mlp", {"widths": [16]}, 50),
+    ("cnn", {"channels": [4, 8], "batchnorm": True}, 50),
+    ("resnet20", {}, 6),
+]
+# every optimizer on the MLP; on the CNN and ResNet-20 (seconds each) one INSGD
+# case by default, all with -m slow (tests/test_optim_population.py checks every
+# optimizer on a CNN with BatchNorm at the optimizer level, fast)
+_CASES = [
+    pytest.param(
+        *opt,
+        *model,
+        marks=[]
+        if model[0] == "mlp" or (model[0] == "cnn" and opt == _OPTIMIZERS[2])
+        else [pytest.mark.slow],
+    )
+    for model in _MODELS
+    for opt in _OPTIMIZERS
+]
+
+
+def members_of(optimizer, shared, varied, model, model_args, steps, eval_every=1):
+    """Three configurations: defaults, the varied values, a large lr; two seeds."""
+    common = {
+        "optimizer": optimizer,
+        "model": model,
+        "model_args": model_args,
+        "steps": steps,
+        "eval_every": eval_every,
+    }
+    beta2 = varied.get("beta2")
+    numeric = {k: v for k, v in varied.items() if k != "beta2"}
+    return [
+        config(lr=0.05, beta=0.9, seeds=(0, 1), optimizer_args=shared, **common),
+        config(
+            lr=0.02,
+            beta=0.0,
+            beta2=beta2,
+            init="kaiming_normal",
+            optimizer_args={**shared, **numeric},
+            **common,
+        ),
+        config(lr=2.0, beta=0.5, seeds=(3,), optimizer_args=shared, **common),
+    ]
+
+
+@pytest.mark.parametrize(("optimizer", "shared", "varied", "model", "model_args", "steps"), _CASES)
+def test_float64_every_optimizer_and_model_match_run_trial_step_by_step(
+    float64, population_only, optimizer, shared, varied, model, model_args, steps
+):
+    configs = members_of(optimizer, shared, varied, model, model_args, steps)
+    population = run_population(configs)
+    sequential = [run_trial(c) for c in configs]
+    assert_same_runs(population, sequential, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("model", "model_args", "steps"),
+    [_MODELS[0], _MODELS[1], pytest.param(*_MODELS[2], marks=pytest.mark.slow)],
+)
+def test_float32_insgd_and_novograd_agree_with_run_trial(population_only, model, model_args, steps):
+    for optimizer, shared, varied in (_OPTIMIZERS[0], _OPTIMIZERS[2]):
+        # away from the stability boundary (the third, large-lr member is chaotic)
+        configs = members_of(optimizer, shared, varied, model, model_args, steps, eval_every=25)[:2]
+        population = run_population(configs)
+        sequential = [run_trial(c) for c in configs]
+        assert_same_runs(population, sequential, rel=1e-3)

@@ -58,10 +58,10 @@ class PopulationSGD(torch.optim.Optimizer):
         if len(sizes) != 1 or like.shape[0] not in sizes:
             raise ValueError("one lr, momentum, dampening and weight_decay per member")
         self.members = {
-            "lr": _vector(lr, like),
-            "momentum": _vector(momentum, like),
-            "dampening_keep": _vector([1.0 - t for t in dampening], like),
-            "weight_decay": _vector(weight_decay, like),
+            "lr": member_vector(lr, like),
+            "momentum": member_vector(momentum, like),
+            "dampening_keep": member_vector([1.0 - t for t in dampening], like),
+            "weight_decay": member_vector(weight_decay, like),
         }
         self._any_momentum = any(m != 0 for m in momentum)
         self._all_momentum = all(m != 0 for m in momentum)
@@ -71,7 +71,7 @@ class PopulationSGD(torch.optim.Optimizer):
     def from_members(cls, params, optimizers: Sequence[torch.optim.Optimizer]) -> PopulationSGD:
         """The population of the members' own ``torch.optim.SGD`` optimizers (their
         hyperparameters, as built and validated by ``build_optimizer``)."""
-        groups = [_only_group(opt, torch.optim.SGD) for opt in optimizers]
+        groups = [only_group(opt, torch.optim.SGD) for opt in optimizers]
         nesterov = {g["nesterov"] for g in groups}
         if len(nesterov) != 1:
             raise ValueError("population members must agree on nesterov")
@@ -134,6 +134,8 @@ def sgd(
     dampening_keep: Tensor,
     nesterov: bool,
     uses_momentum: Tensor | None = None,
+    grad_scales: Sequence[Tensor | None] | None = None,
+    update_scales: Sequence[Tensor | None] | None = None,
 ) -> None:
     """One population SGD step, in place; the member values are length-K tensors.
 
@@ -141,11 +143,18 @@ def sgd(
     (no buffers). ``dampening_keep`` is ``1 − τ``. ``uses_momentum`` (bool per
     member, None = all) picks ``buf`` or ``d`` per member. A None entry of
     ``momentum_buffers`` is a first step: the new buffer is written into the list.
+    ``grad_scales`` and ``update_scales`` (INSGD's, per parameter, each
+    broadcastable to it, None = 1) scale the gradient before the decay and the
+    step after the momentum: ``d = s_g·g + wd·w`` ... ``w ← w − lr·s_u·d``.
     ``grads`` are read only.
     """
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         shape = (-1,) + (1,) * (p.dim() - 1)
-        d = g if weight_decay is None else g.addcmul(weight_decay.view(shape), p)
+        g_scale = None if grad_scales is None else grad_scales[i]
+        u_scale = None if update_scales is None else update_scales[i]
+        d = g if g_scale is None else g * g_scale
+        if weight_decay is not None:
+            d = d.addcmul(weight_decay.view(shape), p)
         if momentum is not None:
             mu = momentum.view(shape)
             buf = momentum_buffers[i]
@@ -159,6 +168,8 @@ def sgd(
                 d = buf
             else:
                 d = torch.where(uses_momentum.view(shape), buf, d)
+        if u_scale is not None:
+            d = d * u_scale
         p.addcmul_(lr.view(shape), d, value=-1.0)
 
 
@@ -184,11 +195,13 @@ def select_members(
         }
 
 
-def _vector(values: Sequence[float], like: Tensor) -> Tensor:
+def member_vector(values: Sequence[float], like: Tensor) -> Tensor:
+    """Per-member values as a length-K tensor in ``like``'s dtype and device."""
     return torch.tensor([float(v) for v in values], dtype=like.dtype, device=like.device)
 
 
-def _only_group(optimizer: torch.optim.Optimizer, kind: type) -> dict:
+def only_group(optimizer: torch.optim.Optimizer, kind: type) -> dict:
+    """The one param group of a member's ``kind`` optimizer (its hyperparameters)."""
     if not isinstance(optimizer, kind) or len(optimizer.param_groups) != 1:
         raise ValueError(f"expected a {kind.__name__} with one parameter group")
     return optimizer.param_groups[0]

@@ -135,7 +135,13 @@ def _train_population(
         ):
             return
         try:
-            _Population(configs, ids, data, loss_fn, device, finished).train()
+            population = _Population(configs, ids, data, loss_fn, device, finished)
+            try:
+                population.train()
+            finally:
+                close = getattr(population.optimizer, "close", None)
+                if close is not None:
+                    close()
         except (UserInputError, NoPopulationForm):
             raise
         except Exception as exc:  # the caller reruns what is unfinished with run_trial
@@ -186,9 +192,7 @@ class _Population:
                 models.append(model)
                 optimizers.append(optimizer)
         self.model = population_model(models)
-        self.optimizer = build_population_optimizer(
-            first.optimizer, list(self.model.parameters()), optimizers
-        )
+        self.optimizer = build_population_optimizer(first.optimizer, self.model, optimizers)
         # per configuration: seed index -> the finished member's record and curves
         self.records: dict[int, dict[int, dict[str, Any]]] = {i: {} for i in range(len(configs))}
         self.curves: dict[int, dict[int, list[dict[str, Any]]]] = {
