@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ from torch import nn
 
 from robustness.data import Dataset
 from robustness.errors import UserInputError
+from robustness.models import build_model
 from robustness.models.population import (
     NoPopulationForm,
     has_population_form,
@@ -64,12 +66,19 @@ from robustness.runner.grouping import check_one_population
 from robustness.runner.schedule import lr_multiplier
 from robustness.runner.trial import TrialResult
 
-__all__ = ["run_population"]
+__all__ = ["auto_members", "member_bytes", "run_population"]
 
 # member-samples per forward pass when a population evaluates a whole split
 _EVAL_MEMBER_SAMPLES = 16 * _trial._EVAL_CHUNK
 
 OnResult = Callable[[TrialResult], None]
+
+#: ``max_members="auto"``: the share of physical memory a CPU population may use
+#: (several Ray trials may run populations at once)
+CPU_MEMORY_SHARE = 0.1
+#: ``max_members="auto"`` never trains more members at once (beyond a few dozen,
+#: a CPU population gains little per run; past this, nothing)
+AUTO_MAX_MEMBERS = 256
 
 
 def run_population(
@@ -77,6 +86,7 @@ def run_population(
     *,
     trial_ids: Sequence[str] | None = None,
     on_result: OnResult | None = None,
+    max_members: int | str | None = None,
 ) -> list[TrialResult]:
     """Train ``configs`` (all seeds of each) as one population; one result per config.
 
@@ -90,6 +100,11 @@ def run_population(
         on_result: called with each configuration's result as soon as all its
             seeds are done (a configuration whose seeds all diverge early is
             done early), e.g. to persist it.
+        max_members: the most runs (members) trained at once: None for all,
+            ``"auto"`` for as many as fit the memory budget (``auto_members``).
+            The configurations are split into consecutive populations of at most
+            that many members (a configuration is never split; one with more
+            seeds than that is a population of its own).
 
     Raises:
         UserInputError: configurations that cannot share a population, a bad
@@ -110,23 +125,32 @@ def run_population(
         if on_result is not None:
             on_result(result)
 
+    if max_members not in (None, "auto") and not _is_count(max_members):
+        raise UserInputError(
+            f"run_population: max_members must be a positive integer, 'auto' or None, "
+            f"got {max_members!r}"
+        )
     members = sum(len(config.seeds) for config in configs)
-    if members > 1 and configs and configs[0].optimizer in POPULATION_OPTIMIZERS:
-        _train_population(configs, ids, finished)
+    if members > 1 and configs[0].optimizer in POPULATION_OPTIMIZERS:
+        _train_populations(configs, ids, finished, max_members)
     for index, config in enumerate(configs):
         if results[index] is None:
             finished(index, _trial.run_trial(config, trial_id=ids[index]))
     return [r for r in results if r is not None]
 
 
-def _train_population(
-    configs: list[TrialConfig], ids: list[str], finished: Callable[[int, TrialResult], None]
+def _train_populations(
+    configs: list[TrialConfig],
+    ids: list[str],
+    finished: Callable[[int, TrialResult], None],
+    max_members: int | str | None,
 ) -> None:
-    """Train the population, reporting each configuration as it completes.
+    """Train the configurations as populations of at most ``max_members`` members,
+    reporting each configuration as it completes.
 
-    Returns quietly without training when the model has no population form, or
-    when training fails for any reason other than bad input: the caller then
-    runs the unfinished configurations one by one.
+    Trains nothing when the model has no population form, and gives up on a
+    population whose training fails for any reason other than bad input (with a
+    warning): the caller then runs the unfinished configurations one by one.
     """
     first = configs[0]
     with _trial.prepared(first) as (device, data, loss_fn):
@@ -134,23 +158,101 @@ def _train_population(
             first.model, data.input_shape, data.num_outputs, **first.model_args
         ):
             return
-        try:
-            population = _Population(configs, ids, data, loss_fn, device, finished)
+        if max_members == "auto":
+            max_members = auto_members(first, data, device)
+        for chunk in _chunks(configs, max_members):
+            if sum(len(configs[i].seeds) for i in chunk) < 2:
+                continue  # one run: run_trial, exactly
+            chunk_configs = [configs[i] for i in chunk]
+
+            def report(index: int, result: TrialResult, chunk=chunk) -> None:
+                finished(chunk[index], result)
+
             try:
-                population.train()
-            finally:
-                close = getattr(population.optimizer, "close", None)
-                if close is not None:
-                    close()
-        except (UserInputError, NoPopulationForm):
-            raise
-        except Exception as exc:  # the caller reruns what is unfinished with run_trial
-            warnings.warn(
-                f"population training failed ({type(exc).__name__}: {exc}); the "
-                "unfinished configurations are trained one by one",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+                population = _Population(
+                    chunk_configs, [ids[i] for i in chunk], data, loss_fn, device, report
+                )
+                try:
+                    population.train()
+                finally:
+                    close = getattr(population.optimizer, "close", None)
+                    if close is not None:
+                        close()
+            except (UserInputError, NoPopulationForm):
+                raise
+            except Exception as exc:  # the caller reruns what is unfinished with run_trial
+                warnings.warn(
+                    f"population training failed ({type(exc).__name__}: {exc}); its "
+                    "unfinished configurations are trained one by one",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+
+
+def _chunks(configs: list[TrialConfig], max_members: int | None) -> list[list[int]]:
+    """Consecutive groups of configuration indices with at most ``max_members`` seeds
+    in all (a configuration with more seeds is a group of its own)."""
+    if max_members is None:
+        return [list(range(len(configs)))]
+    chunks: list[list[int]] = []
+    size = 0
+    for index, config in enumerate(configs):
+        seeds = len(config.seeds)
+        if not chunks or size + seeds > max_members:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(index)
+        size += seeds
+    return chunks
+
+
+def auto_members(config: TrialConfig, data: Dataset, device: torch.device) -> int:
+    """How many members of ``config`` fit the memory budget (at least 1, at most
+    ``AUTO_MAX_MEMBERS``): half the free GPU memory on a GPU, ``CPU_MEMORY_SHARE``
+    of the physical memory on a CPU, divided by a member's training footprint
+    (``member_bytes``)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = free * 0.5
+    else:
+        budget = _physical_memory() * CPU_MEMORY_SHARE
+    fits = int(budget // member_bytes(config, data))
+    return max(1, min(AUTO_MAX_MEMBERS, fits))
+
+
+def member_bytes(config: TrialConfig, data: Dataset) -> int:
+    """An upper estimate of one member's training memory: parameters, gradients and
+    two optimizer states (4 per parameter), plus three copies (output, saved for
+    backward, gradient) of every layer's output for a training batch. Measured on
+    the meta device (no memory used)."""
+    batch_size, _, _ = _trial.budget(config, data)
+    with torch.device("meta"):
+        model = build_model(config.model, data.input_shape, data.num_outputs, **config.model_args)
+        outputs = [0]
+
+        def count(_module, _inputs, output) -> None:
+            if isinstance(output, torch.Tensor):
+                outputs[0] += output.numel()
+
+        hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+        with torch.no_grad():
+            model(torch.empty(1, *data.input_shape))
+        for hook in hooks:
+            hook.remove()
+    parameters = sum(p.numel() for p in model.parameters())
+    element = torch.empty((), dtype=data.x_train.dtype).element_size()
+    return element * (4 * parameters + 3 * batch_size * outputs[0])
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 8 * 2**30
 
 
 @dataclass
