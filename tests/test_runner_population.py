@@ -17,6 +17,10 @@ from robustness.runner import trial as trial_module
 _TIMING = ("wall_seconds", "node_id")
 _FLOATS = (
     "initial_loss",
+    "initial_train_acc",
+    "initial_val_loss",
+    "initial_val_acc",
+    "insgd_normalized_fraction",
     "final_train_loss",
     "best_train_loss",
     "final_train_acc",

@@ -323,8 +323,8 @@ def has_population_form(
         model = build_model(name, input_shape, num_outputs, **model_args)
         try:
             population_model([model])
-        except NoPopulationForm:
-            return False
+        except (NoPopulationForm, ValueError, NotImplementedError, RuntimeError):
+            return False  # a layer without a population form, or one meta cannot build
     return True
 
 

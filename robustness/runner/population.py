@@ -123,7 +123,10 @@ def run_population(
     def finished(index: int, result: TrialResult) -> None:
         results[index] = result
         if on_result is not None:
-            on_result(result)
+            try:
+                on_result(result)
+            except Exception as exc:
+                raise _OnResultFailed from exc
 
     if max_members not in (None, "auto") and not _is_count(max_members):
         raise UserInputError(
@@ -131,12 +134,20 @@ def run_population(
             f"got {max_members!r}"
         )
     members = sum(len(config.seeds) for config in configs)
-    if members > 1 and configs[0].optimizer in POPULATION_OPTIMIZERS:
-        _train_populations(configs, ids, finished, max_members)
-    for index, config in enumerate(configs):
-        if results[index] is None:
-            finished(index, _trial.run_trial(config, trial_id=ids[index]))
+    try:
+        if members > 1 and configs[0].optimizer in POPULATION_OPTIMIZERS:
+            _train_populations(configs, ids, finished, max_members)
+        for index, config in enumerate(configs):
+            if results[index] is None:
+                finished(index, _trial.run_trial(config, trial_id=ids[index]))
+    except _OnResultFailed as exc:
+        raise exc.__cause__ from None
     return [r for r in results if r is not None]
+
+
+class _OnResultFailed(Exception):
+    """Wraps an exception raised by ``on_result`` (e.g. a part that cannot be
+    written), so that it is not taken for a failure of the population's training."""
 
 
 def _train_populations(
@@ -178,7 +189,7 @@ def _train_populations(
                     close = getattr(population.optimizer, "close", None)
                     if close is not None:
                         close()
-            except (UserInputError, NoPopulationForm):
+            except (UserInputError, NoPopulationForm, _OnResultFailed):
                 raise
             except Exception as exc:  # the caller reruns what is unfinished with run_trial
                 warnings.warn(
@@ -258,7 +269,7 @@ def _physical_memory() -> int:
 @dataclass
 class _Member:
     config_index: int
-    log: _trial._RunLog
+    log: _trial.RunLog
 
 
 class _Population:
@@ -285,9 +296,10 @@ class _Population:
         models, optimizers = [], []
         for index, (config, trial_id) in enumerate(zip(configs, ids, strict=True)):
             for seed_index, seed in enumerate(config.seeds):
-                log = _trial._RunLog(f"{trial_id}-s{seed}", seed, seed_index, steps_per_epoch)
+                log = _trial.RunLog(f"{trial_id}-s{seed}", seed, seed_index, steps_per_epoch)
                 self.members.append(_Member(index, log))
                 model, optimizer = _trial.build_run(config, seed, data, device)
+                log.normalized_fraction = float(getattr(optimizer, "normalized_fraction", math.nan))
                 close = getattr(optimizer, "close", None)
                 if close is not None:
                     close()
@@ -311,7 +323,8 @@ class _Population:
         bad_start = []
         for k, member in enumerate(self.members):
             log = member.log
-            log.initial_loss = initial[k][0]
+            log.initial_loss, log.initial_train_acc = initial[k]
+            log.initial_val_loss, log.initial_val_acc = val[k]
             if not math.isfinite(log.initial_loss):  # a divergence at step 0
                 log.divergence = Divergence(0, "nonfinite")
                 log.final_train_loss, log.final_train_acc = initial[k]
@@ -406,7 +419,7 @@ class _Population:
         for member in members:
             index = member.config_index
             config = self.configs[index]
-            record = _trial._record(config, self.ids[index], member.log, wall)
+            record = _trial.make_record(config, self.ids[index], member.log, wall)
             self.records[index][member.log.seed_index] = record
             self.curves[index][member.log.seed_index] = member.log.curves
             if len(self.records[index]) == len(config.seeds):
@@ -457,7 +470,7 @@ class _Population:
             losses = self.loss_fn(out.flatten(0, 1), targets.flatten(0, 1), reduction="none")
             loss_sum += losses.reshape(members, -1).sum(1).double()
             if self.classification:
-                correct += (out.argmax(dim=2) == target).sum(1)
+                correct += (out.argmax(dim=-1) == target).flatten(1).sum(1)
         totals, hits = torch.stack([loss_sum, correct.double()]).tolist()
         return [
             _trial.eval_means(total, n, y, self.classification)
