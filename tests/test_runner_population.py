@@ -330,3 +330,37 @@ def test_float32_insgd_and_novograd_agree_with_run_trial(population_only, model,
         population = run_population(configs)
         sequential = [run_trial(c) for c in configs]
         assert_same_runs(population, sequential, rel=1e-3)
+
+
+def test_max_members_splits_into_consecutive_populations(population_only, monkeypatch):
+    sizes = []
+    real = population_module._Population
+
+    def spy(configs, *args, **kwargs):
+        sizes.append([len(c.seeds) for c in configs])
+        return real(configs, *args, **kwargs)
+
+    monkeypatch.setattr(population_module, "_Population", spy)
+    configs = [config(lr=lr, seeds=(0, 1)) for lr in (0.01, 0.02, 0.03)] + [
+        config(lr=0.04, seeds=(0, 1, 2, 3))
+    ]
+    results = run_population(configs, max_members=5)
+    assert sizes == [[2, 2], [2], [4]]  # a configuration is never split
+    assert [len(r.records) for r in results] == [2, 2, 2, 4]
+    with pytest.raises(UserInputError, match="max_members must be a positive integer"):
+        run_population(configs, max_members=0)
+
+
+def test_auto_trains_dense_models_as_populations_and_cpu_conv_nets_run_by_run(monkeypatch):
+    from robustness.runner.population import auto_members
+    from robustness.runner.trial import prepared
+
+    mlp = config()
+    cnn = config(model="cnn", model_args={"channels": [4]})
+    with prepared(mlp) as (device, data, _):
+        assert auto_members(mlp, data, device) > 1
+        assert auto_members(cnn, data, device) == 1  # measured no faster on a CPU
+    calls = []
+    monkeypatch.setattr(population_module, "_Population", lambda *a, **k: calls.append(a))
+    run_population([cnn, cnn.model_copy(update={"lr": 0.2})], max_members="auto")
+    assert calls == []  # run_trial, one configuration at a time

@@ -171,6 +171,8 @@ def _train_populations(
             return
         if max_members == "auto":
             max_members = auto_members(first, data, device)
+        if max_members == 1:
+            return
         for chunk in _chunks(configs, max_members):
             if sum(len(configs[i].seeds) for i in chunk) < 2:
                 continue  # one run: run_trial, exactly
@@ -221,7 +223,11 @@ def auto_members(config: TrialConfig, data: Dataset, device: torch.device) -> in
     """How many members of ``config`` fit the memory budget (at least 1, at most
     ``AUTO_MAX_MEMBERS``): half the free GPU memory on a GPU, ``CPU_MEMORY_SHARE``
     of the physical memory on a CPU, divided by a member's training footprint
-    (``member_bytes``)."""
+    (``member_bytes``). On a CPU a model with convolutions gets 1 (no population):
+    a grouped convolution there costs as much per member as the members' own
+    convolutions, so a population was measured no faster (BENCHMARKS.md)."""
+    if device.type == "cpu" and _has_convolutions(config, data):
+        return 1
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = free * 0.5
@@ -253,6 +259,12 @@ def member_bytes(config: TrialConfig, data: Dataset) -> int:
     parameters = sum(p.numel() for p in model.parameters())
     element = torch.empty((), dtype=data.x_train.dtype).element_size()
     return element * (4 * parameters + 3 * batch_size * outputs[0])
+
+
+def _has_convolutions(config: TrialConfig, data: Dataset) -> bool:
+    with torch.device("meta"):
+        model = build_model(config.model, data.input_shape, data.num_outputs, **config.model_args)
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
 def _is_count(value: object) -> bool:
