@@ -60,6 +60,32 @@ def test_trial_trains_with_adamw_from_the_registry(cli):
     assert record["final_train_loss"] < 0.5 * record["initial_loss"]
 
 
+def test_comma_lists_of_lr_and_beta_run_every_combination_as_one_population(cli):
+    args = ("trial", "--optimizer", "sgd", "--lr", "0.05,60", "--beta", "0,0.9", "--seed", "0,1")
+    result = cli(*args, "--json", *FAST)
+    assert result.code == 0, result.err
+    payload = json.loads(result.out)  # one object per configuration, lr-major
+    assert [(p["config"]["lr"], p["config"]["beta"]) for p in payload] == [
+        (0.05, 0.0),
+        (0.05, 0.9),
+        (60.0, 0.0),
+        (60.0, 0.9),
+    ]
+    assert [r["trial_id"] for p in payload for r in p["records"]] == [
+        "c0", "c0", "c1", "c1", "c2", "c2", "c3", "c3"
+    ]  # fmt: skip
+    outcomes = [[r["outcome"] for r in p["records"]] for p in payload]
+    assert outcomes[:2] == [["converged"] * 2] * 2 and outcomes[2:] == [["diverged"] * 2] * 2
+    # the same as the configuration run alone
+    alone = json.loads(cli("trial", "--optimizer", "sgd", "--lr", "60", "--beta", "0.9",
+                           "--seed", "0,1", "--json", *FAST).out)  # fmt: skip
+    assert [r["diverged_step"] for r in alone["records"]] == [
+        r["diverged_step"] for r in payload[3]["records"]
+    ]
+    text = cli(*args, *FAST)
+    assert text.code == 0 and text.out.count("objective (final_val_loss") == 4
+
+
 def test_trial_json_writes_nonfinite_numbers_as_null(cli):
     result = cli(
         "trial", "--optimizer", "sgd", "--lr", "50", "--dataset", "linreg", "--model", "linear",
@@ -97,6 +123,9 @@ def test_trial_schedule_and_divergence_options_reach_the_run(cli):
         (("--optimizer", "sgd", "--lr", "0.1", "--schedule", "sine"), "schedule.name"),
         (("--optimizer", "sgd", "--lr", "0.1", "--milestones", "half"), "--milestones"),
         (("--optimizer", "sgd", "--lr", "0.1", "--milestones", "1.5"), "in (0, 1)"),
+        (("--optimizer", "sgd", "--lr", "0.1,fast"), "--lr takes a number or a comma list"),
+        (("--optimizer", "sgd", "--lr", "0.1", "--beta", "0.9,"), "--beta takes a number"),
+        (("--optimizer", "sgd", "--lr", "0.1,-1"), "lr: Input should be greater than 0"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message_and_no_traceback(cli, args, message):

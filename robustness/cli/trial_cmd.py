@@ -4,6 +4,11 @@ Prints a table per seed (outcome, divergence, losses, accuracy, steps, seconds),
 or with ``--json`` one JSON object on stdout: ``config``, ``dataset_metadata``,
 ``objective``, ``records`` and ``curves`` (non-finite numbers are written as null). Progress
 goes to stderr.
+
+With comma lists for ``--lr`` and/or ``--beta`` it trains every combination at once
+as one population (``run_population``; trial ids ``c0``, ``c1``, ... in lr-major
+order) and prints one summary per configuration, or with ``--json`` a JSON array
+of such objects.
 """
 
 from __future__ import annotations
@@ -35,10 +40,18 @@ def trial_command(
             "import path (package.module:Class)"
         ),
     ],
-    lr: Annotated[float, typer.Option(help="learning rate")],
+    lr: Annotated[
+        str,
+        typer.Option(
+            help="learning rate, or a comma list: several configurations, trained at once "
+            "as one population"
+        ),
+    ],
     beta: Annotated[
-        float | None,
-        typer.Option(help="first-moment coefficient (SGD/INSGD momentum, NovoGrad/Adam β1)"),
+        str | None,
+        typer.Option(
+            help="first-moment coefficient (SGD/INSGD momentum, NovoGrad/Adam β1), or a comma list"
+        ),
     ] = None,
     beta2: Annotated[
         float | None,
@@ -110,12 +123,14 @@ def trial_command(
     """Train one configuration on each seed (no Ray) and print what happened."""
     if steps is not None and epochs is not None:
         raise UserInputError("give either --steps or --epochs, not both")
+    lrs = _parse_numbers("--lr", lr)
+    betas: list[float | None] = [None] if beta is None else list(_parse_numbers("--beta", beta))
     fields: dict[str, Any] = {
         "optimizer": optimizer,
         "optimizer_axes": _parse_axes(axis),
         "optimizer_takes": takes,
-        "lr": lr,
-        "beta": beta,
+        "lr": lrs[0],
+        "beta": betas[0],
         "beta2": beta2,
         "init": init,
         "init_args": parse_assignments("--init-arg", init_arg),
@@ -142,7 +157,11 @@ def trial_command(
         "device": device,
         "threads": threads,
     }
-    config = _make_config(fields)
+    configs = [_make_config({**fields, "lr": a, "beta": b}) for a in lrs for b in betas]
+    if len(configs) > 1:
+        _run_population(configs, as_json)
+        return
+    config = configs[0]
     with stderr.status("training…") as status:
 
         def show(event: dict[str, Any]) -> None:
@@ -159,6 +178,31 @@ def trial_command(
         typer.echo(json.dumps(_finite_or_null(_as_json(result)), indent=2))
     else:
         _print_summary(result)
+
+
+def _run_population(configs: list[TrialConfig], as_json: bool) -> None:
+    """Several configurations (the lr x beta grid) trained at once as one population."""
+    from robustness.runner import run_population
+
+    runs = sum(len(c.seeds) for c in configs)
+    with stderr.status(f"training {len(configs)} configurations ({runs} runs) as one population…"):
+        results = run_population(configs, trial_ids=[f"c{i}" for i in range(len(configs))])
+    if as_json:
+        typer.echo(json.dumps(_finite_or_null([_as_json(r) for r in results]), indent=2))
+        return
+    for result in results:
+        _print_summary(result)
+
+
+def _parse_numbers(option: str, text: str) -> list[float]:
+    """A number or a comma list of numbers."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UserInputError(
+            f"{option} takes a number or a comma list of numbers, got {text!r}"
+        ) from None
+    return values
 
 
 def _make_config(fields: dict[str, Any]) -> TrialConfig:

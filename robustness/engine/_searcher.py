@@ -138,6 +138,9 @@ class OptunaStudySearcher(Searcher):
     at least ``min_seconds`` (see the module docstring). A scheduler (``pruning``)
     needs ``pack_size=1``. ``error_text(ray_trial_id)``: the text of Tune's error
     file of a failed Ray trial (the cause recorded in its ``error`` rows).
+    ``label_packs``: fill a pack from one label while it has configurations left
+    (the labels take turns pack by pack), so that a pack is one population
+    (population training), instead of alternating labels within a pack.
     """
 
     def __init__(
@@ -155,6 +158,7 @@ class OptunaStudySearcher(Searcher):
         target_seconds: float = 2.5,
         min_seconds: float = 0.5,
         error_text: Callable[[str], str | None] | None = None,
+        label_packs: bool = False,
     ) -> None:
         super().__init__(metric=METRIC, mode="min" if direction == "minimize" else "max")
         if pack_size is not None and pack_size < 1:
@@ -180,6 +184,7 @@ class OptunaStudySearcher(Searcher):
         self._live: dict[str, list[_Asked]] = {}
         self._pruned: dict[str, tuple[LabelSearch, dict[str, Any]]] = {}  # part pending
         self._turn = 0
+        self._label_packs = label_packs
         for entry in labels:
             study = optuna.create_study(
                 storage=storage,
@@ -241,7 +246,11 @@ class OptunaStudySearcher(Searcher):
             return Searcher.FINISHED
         if size == 0:  # None: an adaptive sampler waits for results in flight
             return Searcher.FINISHED if self.finished() else None
-        pack = [self._ask() for _ in range(size)]
+        if self._label_packs:
+            pack = [self._ask(self._pack_label()) for _ in range(size)]
+            self._turn += 1  # the labels take turns pack by pack
+        else:
+            pack = [self._ask() for _ in range(size)]
         self._live[trial_id] = pack
         self.pace.sizes.append(size)
         return {PACK: [a.entry.make_config(a.our_id, dict(a.trial.params)) for a in pack]}
@@ -279,10 +288,17 @@ class OptunaStudySearcher(Searcher):
                 return False
         return True
 
-    def _ask(self) -> _Asked:
-        open_labels = [e for e in self._labels if self._open(e) > 0]
-        entry = open_labels[self._turn % len(open_labels)]
-        self._turn += 1
+    def _pack_label(self) -> LabelSearch:
+        """``label_packs``: the turn's label while it has configurations open, then
+        the next one that has."""
+        ordered = self._labels[self._turn % len(self._labels) :] + self._labels
+        return next(e for e in ordered if self._open(e) > 0)
+
+    def _ask(self, entry: LabelSearch | None = None) -> _Asked:
+        if entry is None:  # round robin, configuration by configuration
+            open_labels = [e for e in self._labels if self._open(e) > 0]
+            entry = open_labels[self._turn % len(open_labels)]
+            self._turn += 1
         study = self._studies[entry.label]
         trial = study.ask(fixed_distributions=dict(entry.distributions))
         self._remaining[entry.label] -= 1

@@ -189,6 +189,7 @@ def _run_tuner(
                 on_done=lambda trial_id, counts: bar.configuration_done(counts, trial_id),
                 pruning=scheduler is not None,
                 pack_size=spec.pack_size(),
+                label_packs=spec.resources.population != "off",
                 concurrency=slots,
                 target_seconds=AUTO_PACK_SECONDS,
                 error_text=errors.error_text,
@@ -298,6 +299,7 @@ def _label_search(
             study=spec.name,
             results_dir=str(out),
             report_evals=scheduler is not None,
+            population=spec.resources.population,
         )
 
     def crash_records(trial_id: str, params: dict[str, Any], message: str) -> list[dict]:
@@ -385,9 +387,10 @@ def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> dt.d
         return store.utc_now()
 
 
-_RESUMABLE = ("configs_per_trial", "max_retries")
-"""``resources`` keys a resume may change: packing groups runs into Ray trials and
-retries rerun a dead worker's configuration, neither changes any result."""
+_RESUMABLE = ("configs_per_trial", "max_retries", "population")
+"""``resources`` keys a resume may change: packing groups runs into Ray trials,
+retries rerun a dead worker's configuration and population training groups runs
+into one model (a member is its run, to rounding): none changes what is computed."""
 
 
 def _without_packing(spec: dict[str, Any]) -> dict[str, Any]:

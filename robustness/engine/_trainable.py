@@ -2,8 +2,11 @@
 
 A Ray trial's config is ``{"pack": [payload, ...]}``, one payload per configuration
 as ``trial_payload`` builds it (a ``TrialConfig`` as JSON plus where to persist).
-The configurations run one after another on the trial's resources; for each, the
-trainable runs ``run_trial``, stamps every record with what only the engine knows
+The configurations run on the trial's resources: those that can share a
+population (``population_key``; unless ``resources.population`` is ``off``) train
+at once as one model (``run_population``), the others one after another; for each
+configuration the trainable runs ``run_trial`` (or its population does the same),
+stamps every record with what only the engine knows
 (``study``, the optimizer label, ``node_id``), and persists the configuration's
 part in the results directory as soon as it finishes, so a Ray trial stopped or
 killed mid-pack loses at most the configuration it was running. After the whole
@@ -84,14 +87,20 @@ def trial_payload(
     study: str,
     results_dir: str,
     report_evals: bool,
+    population: int | str = "off",
 ) -> dict[str, Any]:
-    """The JSON-serializable dict the searcher hands Ray for one configuration."""
+    """The JSON-serializable dict the searcher hands Ray for one configuration.
+
+    ``population`` is the spec's ``resources.population`` (``"auto"``, ``"off"``
+    or the most runs trained at once).
+    """
     return {
         "trial_id": trial_id,
         "label": label,
         "study": study,
         "results_dir": results_dir,
         "report_evals": report_evals,
+        "population": population,
         "trial": config.model_dump(mode="json"),
     }
 
@@ -105,21 +114,27 @@ def train_pack(config: dict[str, Any]) -> None:
     pack = config[PACK]
     summaries = {}
     write_failed = ""
+    todo = []
     for payload in pack:
         trial_id, results_dir = payload["trial_id"], payload["results_dir"]
         persisted = store.intact_part(results_dir, trial_id)
         if persisted is not None:  # a retry: persisted before the worker died
             summaries[trial_id] = summarize(persisted.to_dict("records"))
             continue
-        report = tune.report if payload["report_evals"] and len(pack) == 1 else None
-        try:
+        todo.append(payload)
+    try:
+        for group in population_groups(todo):
+            if len(group) > 1:
+                summaries.update(run_population_group(group, node_id=node_id))
+                continue
+            payload = group[0]
+            report = tune.report if payload["report_evals"] and len(pack) == 1 else None
             summary = run_configuration(payload, node_id=node_id, report=report)
-        except OSError as exc:  # the part could not be written: the study must stop
-            write_failed = f"writing the part of {trial_id} failed: {type(exc).__name__}: {exc}"
-            break
-        summaries[trial_id] = summary
-        if summary.get(STOPPED):  # Tune stopped this trial: end its thread as Tune does
-            raise SystemExit(0)
+            summaries[payload["trial_id"]] = summary
+            if summary.get(STOPPED):  # Tune stopped this trial: end its thread as Tune does
+                raise SystemExit(0)
+    except OSError as exc:  # a part could not be written: the study must stop
+        write_failed = f"writing a part failed: {type(exc).__name__}: {exc}"
     finite = [s["objective"] for s in summaries.values() if _finite(s["objective"])]
     tune.report(
         {
@@ -162,14 +177,83 @@ def run_configuration(
         records, curves = error_records(config, trial_id, message), []
         for record in records:
             record["wall_seconds"] = (time.perf_counter() - started) / len(records)
-    for record in records:
-        record.update(study=payload["study"], optimizer=payload["label"], node_id=node_id)
-    store.write_part(payload["results_dir"], trial_id, records, curves)
+    summary = _persist(payload, records, curves, node_id)
     running.clear()
-    summary = summarize(records)
     if stopped:
         summary[STOPPED] = True
     return summary
+
+
+def population_groups(pack: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The pack's payloads grouped into populations (``population_key``), in order
+    of first appearance; each payload alone when population training is off or a
+    scheduler watches every evaluation (a population has no per-evaluation
+    callback)."""
+    from robustness.runner.grouping import population_key
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for index, payload in enumerate(pack):
+        alone = payload.get("population", "off") == "off" or (
+            payload["report_evals"] and len(pack) == 1
+        )
+        key = f"alone-{index}" if alone else population_key(_config(payload))
+        groups.setdefault(key, []).append(payload)
+    return list(groups.values())
+
+
+def run_population_group(
+    payloads: list[dict[str, Any]], *, node_id: str | None
+) -> dict[str, dict[str, Any]]:
+    """Run configurations that share a population key as populations
+    (``run_population``), persisting each one's part as soon as it finishes.
+
+    Returns ``summarize`` of each configuration's records by trial id. Raises only
+    ``OSError`` (a part could not be written); a configuration the population did
+    not finish (a bad configuration among them, a failure) runs through
+    ``run_configuration``, which records its errors.
+    """
+    from robustness.runner import run_population
+
+    by_id = {p["trial_id"]: p for p in payloads}
+    summaries: dict[str, dict[str, Any]] = {}
+
+    def persist(result) -> None:
+        trial_id = result.records[0]["trial_id"]
+        records = [dict(r) for r in result.records]
+        summaries[trial_id] = _persist(by_id[trial_id], records, list(result.curves), node_id)
+
+    try:
+        run_population(
+            [_config(p) for p in payloads],
+            trial_ids=list(by_id),
+            on_result=persist,
+            max_members=payloads[0].get("population", "auto"),
+        )
+    except OSError:
+        raise
+    except Exception:  # what did not finish runs one configuration at a time below
+        pass
+    for trial_id, payload in by_id.items():
+        if trial_id not in summaries:
+            summaries[trial_id] = run_configuration(payload, node_id=node_id)
+    return summaries
+
+
+def _persist(
+    payload: dict[str, Any],
+    records: list[dict[str, Any]],
+    curves: list[dict[str, Any]],
+    node_id: str | None,
+) -> dict[str, Any]:
+    """Stamp what only the engine knows, write the configuration's part, summarize."""
+    for record in records:
+        record.update(study=payload["study"], optimizer=payload["label"], node_id=node_id)
+    store.write_part(payload["results_dir"], payload["trial_id"], records, curves)
+    return summarize(records)
+
+
+def _config(payload: dict[str, Any]) -> TrialConfig:
+    return TrialConfig.model_validate(payload["trial"])
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:

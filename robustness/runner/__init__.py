@@ -3,7 +3,9 @@
 Public surface: ``run_trial`` and ``TrialResult``; ``RunLog`` and ``make_record``
 (one seed's measurements and the record built from them: another training loop
 reuses them so that its records match); ``TrialStopped`` (what a callback raises
-to stop a trial early: its runs are then recorded as ``pruned``); ``TrialConfig`` (with its
+to stop a trial early: its runs are then recorded as ``pruned``); ``run_population``
+(many configurations trained at once as one model) and ``population_key`` (which
+configurations can share a population); ``TrialConfig`` (with its
 ``ScheduleConfig`` and ``DivergenceConfig``), the contract the study plan fills;
 ``OBJECTIVE_COLUMNS`` (what a search may optimize); ``capped_value``,
 ``initial_column`` and ``mean_objective`` (the one capping rule every comparison
@@ -12,6 +14,7 @@ of runs uses, see ``robustness.runner.outcome``); ``resolve_device`` and
 """
 
 from robustness.runner.config import DivergenceConfig, ScheduleConfig, TrialConfig
+from robustness.runner.grouping import population_key
 from robustness.runner.outcome import (
     OBJECTIVE_COLUMNS,
     TrialStopped,
@@ -32,6 +35,10 @@ def __getattr__(name: str):
         from robustness.runner import trial
 
         return getattr(trial, name)
+    if name == "run_population":
+        from robustness.runner.population import run_population
+
+        return run_population
     raise AttributeError(f"module 'robustness.runner' has no attribute {name!r}")
 
 
@@ -49,6 +56,8 @@ __all__ = [
     "lr_multiplier",
     "make_record",
     "mean_objective",
+    "population_key",
     "resolve_device",
+    "run_population",
     "run_trial",
 ]

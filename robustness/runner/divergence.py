@@ -75,3 +75,73 @@ class DivergenceWatch:
         self._sum.zero_()
         self._count = 0
         return mean
+
+
+class PopulationWatch:
+    """``DivergenceWatch`` for K members trained together: the same rules per member.
+
+    ``record`` takes the step's per-member losses (a length-K tensor); ``check``
+    returns one ``Divergence`` or None per member with one host sync, and
+    ``pop_mean`` one mean per member. ``select_members`` drops members (their
+    pending losses too), so it is called right after a ``check``.
+
+    Args:
+        initial_losses: each member's training loss before the first step.
+        loss_factor: a loss above ``loss_factor * initial_loss`` is an explosion.
+        like: a tensor with the losses' dtype and device.
+    """
+
+    def __init__(self, initial_losses: list[float], loss_factor: float, like: torch.Tensor) -> None:
+        # the limit in the losses' dtype, as the sequential watch's Python float
+        # is when compared with a loss tensor
+        self.limit = torch.tensor(
+            [loss_factor * loss for loss in initial_losses], dtype=like.dtype, device=like.device
+        )
+        self._pending: list[torch.Tensor] = []
+        self._first_pending_step = 1
+        self._sum = torch.zeros(len(initial_losses), dtype=torch.float64, device=like.device)
+        self._count = 0
+
+    def record(self, losses: torch.Tensor) -> None:
+        """Remember the next step's per-member losses (no device work, no sync)."""
+        self._pending.append(losses.detach())
+
+    def check(self) -> list[Divergence | None]:
+        """Test the losses recorded since the last check; one host sync."""
+        members = self.limit.shape[0]
+        if not self._pending:
+            return [None] * members
+        losses = torch.stack(self._pending)  # (steps, K)
+        first_step = self._first_pending_step
+        self._first_pending_step += len(self._pending)
+        self._count += len(self._pending)
+        self._pending.clear()
+        self._sum += losses.sum(0, dtype=torch.float64)
+        bad = ~torch.isfinite(losses) | (losses > self.limit)
+        first = bad.to(torch.uint8).argmax(0)  # the first bad step's index, per member
+        finite = torch.isfinite(losses.gather(0, first.unsqueeze(0)).squeeze(0))
+        any_bad, index, nonfinite = torch.stack(
+            [bad.any(0).long(), first.long(), (~finite).long()]
+        ).tolist()
+        return [
+            Divergence(first_step + i, "nonfinite" if nan else "explosion") if hit else None
+            for hit, i, nan in zip(any_bad, index, nonfinite, strict=True)
+        ]
+
+    def mean(self) -> list[float]:
+        """Each member's mean loss since the last ``pop_mean`` (NaN if none)."""
+        return [s / self._count if self._count else math.nan for s in self._sum.tolist()]
+
+    def pop_mean(self) -> list[float]:
+        """``mean()``, then reset (for every member)."""
+        means = self.mean()
+        self._sum.zero_()
+        self._count = 0
+        return means
+
+    def select_members(self, keep: torch.Tensor) -> None:
+        """Keep only members ``keep`` (indices, in order)."""
+        keep = keep.to(self.limit.device)
+        self.limit = self.limit.index_select(0, keep)
+        self._sum = self._sum.index_select(0, keep)
+        self._pending = [losses.index_select(0, keep) for losses in self._pending]

@@ -128,20 +128,10 @@ def run_trial(
             init scheme, bad options, objective or device). A seed that fails
             otherwise is recorded with outcome ``error`` and the other seeds run.
     """
-    _check_names(config)
-    device = resolve_device(config.device)
-    # torch.optim imports torch._dynamo on its first step (seconds); do it here, so
-    # the first seed's wall_seconds measure its training, not a one-off import
-    importlib.import_module("torch._dynamo")
-    with _cpu_threads(config.threads), reproducible_cuda(device, tf32=config.tf32):
-        data = load_dataset(
-            config.dataset, root=config.data_root, device=device, cache=True, **config.dataset_args
-        )
-        check_objective(config.objective, data.task)
-        loss_fn = _loss_function(config.loss, data.task)
-        records: list[dict[str, Any]] = []
-        curves: list[dict[str, Any]] = []
-        stopped = False
+    records: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    stopped = False
+    with prepared(config) as (device, data, loss_fn):
         for seed_index, seed in enumerate(config.seeds):
             run = RunLog(run_id=f"{trial_id}-s{seed}", seed=seed, seed_index=seed_index)
             if stopped:  # never started: a pruned record with nothing measured
@@ -155,6 +145,40 @@ def run_trial(
             curves.extend(run.curves)
             stopped = run.stopped or run.stop_after
 
+    return trial_result(config, records, curves, data, stopped=stopped)
+
+
+@contextmanager
+def prepared(config: TrialConfig) -> Iterator[tuple[torch.device, Dataset, LossFn]]:
+    """What every run of ``config`` needs, under its thread count (and on CUDA
+    ``reproducible_cuda``): the device, the data (on the device) and the loss
+    function. Shared with ``run_population``.
+
+    Raises:
+        UserInputError: unknown names, a bad device, objective or loss.
+    """
+    _check_names(config)
+    device = resolve_device(config.device)
+    # torch.optim imports torch._dynamo on its first step (seconds); do it here, so
+    # the first seed's wall_seconds measure its training, not a one-off import
+    importlib.import_module("torch._dynamo")
+    with _cpu_threads(config.threads), reproducible_cuda(device, tf32=config.tf32):
+        data = load_dataset(
+            config.dataset, root=config.data_root, device=device, cache=True, **config.dataset_args
+        )
+        check_objective(config.objective, data.task)
+        yield device, data, _loss_function(config.loss, data.task)
+
+
+def trial_result(
+    config: TrialConfig,
+    records: list[dict[str, Any]],
+    curves: list[dict[str, Any]],
+    data: Dataset,
+    *,
+    stopped: bool = False,
+) -> TrialResult:
+    """The configuration's result from its seeds' records (``make_record``) and curves."""
     objective = mean_objective(records)
     return TrialResult(config, records, curves, dict(data.metadata), objective, stopped)
 
@@ -244,30 +268,11 @@ def _train_seed(
     notify: _Notifier,
 ) -> None:
     """Train one seed, filling ``log``: the whole training loop, top to bottom."""
-    # model, init scheme, optimizer: all seeded from this run's seed
-    torch.manual_seed(log.seed)
-    check_input_kind(config.model, tokens=not data.x_train.is_floating_point())
-    model = build_model(config.model, data.input_shape, data.num_outputs, **config.model_args)
-    apply_init(model, config.init, generator=_generator(log.seed, _INIT_STREAM), **config.init_args)
-    model.to(device)
-    optimizer = build_optimizer(
-        optimizer_entry(config.optimizer, axes=config.optimizer_axes, takes=config.optimizer_takes),
-        model,
-        lr=config.lr,
-        beta=config.beta,
-        beta2=config.beta2,
-        **config.optimizer_args,
-    )
+    model, optimizer = build_run(config, log.seed, data, device)
     log.normalized_fraction = float(getattr(optimizer, "normalized_fraction", math.nan))
     try:
         # budget and learning-rate schedule
-        n_train = data.x_train.shape[0]
-        batch_size = n_train if config.batch_size == "full" else min(config.batch_size, n_train)
-        log.steps_per_epoch = math.ceil(n_train / batch_size)
-        if config.steps is not None:
-            total_steps = config.steps
-        else:
-            total_steps = max(1, round(config.epochs * log.steps_per_epoch))
+        batch_size, log.steps_per_epoch, total_steps = budget(config, data)
         lr_factor = lr_multiplier(config.schedule, total_steps)
         scheduler = None
         if config.schedule.name != "constant" or config.schedule.warmup_steps:
@@ -284,14 +289,12 @@ def _train_seed(
         if not math.isfinite(log.initial_loss):
             log.divergence = Divergence(0, "nonfinite")
         else:
-            log.add_eval(0, config.lr * lr_factor(0), log.initial_loss, initial_val)
+            log.add_eval(0, curve_lr(config, lr_factor, 0), log.initial_loss, initial_val)
             notify()
 
             # the loop
             model.train()
-            order_generator = _generator(log.seed, _ORDER_STREAM)
-            batches = _batch_indices(n_train, batch_size, order_generator, device)
-            augment_generator = _generator(log.seed, _AUGMENT_STREAM)  # drawn on the CPU
+            batches, augment_generator = data_streams(log.seed, data, batch_size, device)
             for step in range(1, total_steps + 1):
                 x, y = data.x_train, data.y_train
                 idx = next(batches)
@@ -309,13 +312,13 @@ def _train_seed(
                 log.steps_done = step
 
                 at_eval = step % config.eval_every == 0
-                if at_eval or step % _CHECK_EVERY == 0 or step == total_steps:
+                if is_check_step(step, config.eval_every, total_steps):
                     log.divergence = watch.check()
                     if log.divergence is not None:
                         break
                 if at_eval and step < total_steps:
                     val = _evaluate(model, data.x_val, data.y_val, loss_fn, classification)
-                    log.add_eval(step, config.lr * lr_factor(step - 1), watch.pop_mean(), val)
+                    log.add_eval(step, curve_lr(config, lr_factor, step), watch.pop_mean(), val)
                     notify()
                     model.train()
 
@@ -329,11 +332,65 @@ def _train_seed(
         else:  # the model is the initialized one, already measured
             train_loss, val, final_train = log.initial_loss, initial_val, initial_train
         log.final_train_loss, log.final_train_acc = final_train
-        log.add_eval(step, config.lr * lr_factor(max(step - 1, 0)), train_loss, val)
+        log.add_eval(step, curve_lr(config, lr_factor, step), train_loss, val)
     finally:
         close = getattr(optimizer, "close", None)
         if close is not None:
             close()
+
+
+def build_run(
+    config: TrialConfig, seed: int, data: Dataset, device: torch.device
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The model (built, initialized, on ``device``) and optimizer of one run, all
+    seeded from the run's ``seed``. Shared with ``run_population``, whose members
+    start exactly where their sequential runs start."""
+    torch.manual_seed(seed)
+    check_input_kind(config.model, tokens=not data.x_train.is_floating_point())
+    model = build_model(config.model, data.input_shape, data.num_outputs, **config.model_args)
+    apply_init(model, config.init, generator=_generator(seed, _INIT_STREAM), **config.init_args)
+    model.to(device)
+    optimizer = build_optimizer(
+        optimizer_entry(config.optimizer, axes=config.optimizer_axes, takes=config.optimizer_takes),
+        model,
+        lr=config.lr,
+        beta=config.beta,
+        beta2=config.beta2,
+        **config.optimizer_args,
+    )
+    return model, optimizer
+
+
+def budget(config: TrialConfig, data: Dataset) -> tuple[int, int, int]:
+    """``(batch_size, steps_per_epoch, total_steps)`` of ``config`` on ``data``."""
+    n_train = data.x_train.shape[0]
+    batch_size = n_train if config.batch_size == "full" else min(config.batch_size, n_train)
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    if config.steps is not None:
+        return batch_size, steps_per_epoch, config.steps
+    return batch_size, steps_per_epoch, max(1, round(config.epochs * steps_per_epoch))
+
+
+def is_check_step(step: int, eval_every: int, total_steps: int) -> bool:
+    """Whether the loop checks for divergence after ``step``: every ``_CHECK_EVERY``
+    steps, at every evaluation and after the last step."""
+    return step % eval_every == 0 or step % _CHECK_EVERY == 0 or step == total_steps
+
+
+def curve_lr(config: TrialConfig, lr_factor: Callable[[int], float], step: int) -> float:
+    """The learning rate a curve row at ``step`` reports: the one its last update
+    used (the first update's at step 0)."""
+    return config.lr * lr_factor(max(step - 1, 0))
+
+
+def data_streams(
+    seed: int, data: Dataset, batch_size: int, device: torch.device
+) -> tuple[Iterator[torch.Tensor | None], torch.Generator]:
+    """One run's training batches (``_batch_indices`` from its order stream) and
+    the generator of its augmentation stream (drawn on the CPU)."""
+    order_generator = _generator(seed, _ORDER_STREAM)
+    batches = _batch_indices(data.x_train.shape[0], batch_size, order_generator, device)
+    return batches, _generator(seed, _AUGMENT_STREAM)
 
 
 def _batch_indices(
@@ -372,8 +429,15 @@ def _evaluate(
         if classification:
             correct += (out.argmax(dim=-1) == target).sum()
     total, n_correct = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync
-    loss = total / y.numel()  # mean reduction, as in training
-    return loss, (n_correct / y.numel() if classification else math.nan)
+    return eval_means(total, n_correct, y, classification)
+
+
+def eval_means(
+    loss_sum: float, n_correct: float, y: torch.Tensor, classification: bool
+) -> tuple[float, float]:
+    """A split's mean loss (over every target element: the mean reduction, as in
+    training) and accuracy (NaN for regression) from its summed loss and hits."""
+    return loss_sum / y.numel(), (n_correct / y.numel() if classification else math.nan)
 
 
 def make_record(config: TrialConfig, trial_id: str, log: RunLog, wall_seconds: float) -> dict:

@@ -68,6 +68,32 @@ def _packing_line(plan: Plan) -> str:
     return f"auto: 1 configuration per Ray trial ({why})"
 
 
+def _population_line(plan: Plan) -> str:
+    from robustness.runner.grouping import MEMBER_FIELDS, population_key
+
+    setting = plan.spec.resources.population
+    if setting == "off":
+        return "off: one run at a time"
+    size = (
+        "as many runs at once as fit the memory budget"
+        if setting == "auto"
+        else f"up to {setting} runs at once"
+    )
+    line = (
+        f"{setting}: a pack's configurations that differ only in "
+        f"{', '.join(f for f in MEMBER_FIELDS if f != 'tags')} or numeric optimizer "
+        f"options train as one model, {size}"
+    )
+    if plan.is_grid:
+        keys = {
+            population_key(plan.trial_config(label, point))
+            for label in plan.labels
+            for point in plan.grid_points(label)
+        }
+        line += f"; this grid has {len(keys)} such group{'s' if len(keys) != 1 else ''}"
+    return line
+
+
 def describe_plan(plan: Plan) -> str:
     """A readable summary: problem, search, per optimizer its axes and counts, totals."""
     spec = plan.spec
@@ -80,6 +106,7 @@ def describe_plan(plan: Plan) -> str:
         f"  seeds      {', '.join(map(str, spec.seeds))}",
         f"  resources  {_resources_line(plan)}",
         f"  packing    {_packing_line(plan)}",
+        f"  population {_population_line(plan)}",
         "",
     ]
     for label, entry in plan.optimizers.items():

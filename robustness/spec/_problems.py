@@ -21,6 +21,7 @@ _NO_ECHO = {
     "value_error",
     "batch_size",
     "configs_per_trial",
+    "population",
     "scalar",
     "optimizer_entry",
     "name",

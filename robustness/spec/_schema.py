@@ -89,9 +89,22 @@ def _configs_per_trial(value: Any) -> int | str:
     )
 
 
+def _population(value: Any) -> int | str:
+    if value in ("auto", "off") or (
+        isinstance(value, int) and not isinstance(value, bool) and value > 0
+    ):
+        return value
+    raise PydanticCustomError(
+        "population",
+        "must be 'auto', 'off' or a positive integer (runs trained at once as one "
+        f"model) (got {value!r})",
+    )
+
+
 Scalar = Annotated[Any, PlainValidator(_scalar)]
 BatchSize = Annotated[Any, PlainValidator(_batch_size)]
 ConfigsPerTrial = Annotated[Any, PlainValidator(_configs_per_trial)]
+Population = Annotated[Any, PlainValidator(_population)]
 
 PACKING_SAMPLERS = ("grid", "random", "qmc", "boundary")
 """Samplers whose suggestions within one pack never depend on each other's results:
@@ -369,6 +382,15 @@ class ResourcesSpec(Section):
         2,
         description="times a Ray trial whose worker died (killed, out of memory, node "
         "lost) is run again before its configuration is recorded as an error",
+    )
+
+    population: Population = Field(
+        "auto",
+        description="population training: the configurations of a Ray trial's pack that "
+        "differ only in lr, beta, beta2, init, seeds and numeric optimizer options train "
+        "at once as one vectorised model. 'auto' (as many runs at once as fit a memory "
+        "budget), 'off' (one run at a time), or the most runs (configuration x seed) "
+        "trained at once",
     )
 
     @field_validator("gpu")
