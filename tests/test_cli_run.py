@@ -90,3 +90,22 @@ def test_a_study_stopped_by_a_write_failure_exits_1_with_its_message(tmp_path, c
     assert result.code == 1
     assert "error: the study in 'x' stopped: disk full" in result.err
     assert "Traceback" not in result.err and "ROBUSTNESS_DEBUG" not in result.err
+
+
+def test_resume_accepts_a_stored_spec_written_before_keys_with_defaults_were_added(tmp_path):
+    import datetime as dt
+
+    from robustness.engine._study import _check_out_dir
+    from robustness.spec import parse_spec
+
+    resolved = parse_spec(SMALL).resolved()
+    older = yaml.safe_load(yaml.safe_dump(resolved))
+    older["problem"].pop("tf32")  # keys a later version added, at their defaults
+    for entry in older["optimizers"].values():
+        for key in ("class", "axes", "takes"):
+            entry.pop(key, None)
+    out = tmp_path / "out"
+    out.mkdir()
+    started = "2026-01-01T00:00:00+00:00"
+    (out / "spec.yaml").write_text(yaml.safe_dump({**older, "provenance": {"started": started}}))
+    assert _check_out_dir(out, resolved, resume=True) == dt.datetime.fromisoformat(started)

@@ -370,6 +370,7 @@ def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> dt.d
         )
     previous = yaml.safe_load(spec_file.read_text(encoding="utf-8")) or {}
     provenance = previous.pop(PROVENANCE_KEY, {}) or {}
+    previous = _with_current_defaults(previous)
     previous, resolved = _without_packing(previous), _without_packing(resolved)
     if _normalized(previous) != _normalized(resolved):
         changed = sorted(
@@ -385,6 +386,18 @@ def _check_out_dir(out: Path, resolved: dict[str, Any], *, resume: bool) -> dt.d
         return dt.datetime.fromisoformat(provenance["started"])
     except (KeyError, TypeError, ValueError):
         return store.utc_now()
+
+
+def _with_current_defaults(previous: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec resolved again by this version's schema, so keys added since it
+    was written (with their defaults) do not count as a change. A stored spec this
+    schema no longer reads is compared as it is (and then differs)."""
+    from robustness.spec import parse_spec
+
+    try:
+        return parse_spec(previous).resolved()
+    except Exception:
+        return previous
 
 
 _RESUMABLE = ("configs_per_trial", "max_retries", "population")
