@@ -9,8 +9,9 @@ Contract (docs/design.md, "The results directory"; column names in
   column of ``TRIAL_COLUMNS``
   (extra columns, e.g. a swept ``weight_decay`` or the config's tags, are kept),
   at least one row, and ``outcome`` values from ``OUTCOMES`` only. The step-0
-  columns ``initial_train_acc``, ``initial_val_loss`` and ``initial_val_acc`` are
-  missing (NaN) in a directory written before runs recorded them.
+  columns ``initial_train_acc``, ``initial_val_loss`` and ``initial_val_acc`` and
+  ``insgd_normalized_fraction`` are missing (NaN) in a directory written before
+  runs recorded them.
 - ``curves.parquet`` is optional: an empty frame with ``CURVE_COLUMNS`` when absent;
   when present it must be readable and have every ``CURVE_COLUMNS`` column.
 - ``spec.yaml`` is optional (``{}`` when absent), read with ``yaml.safe_load``, and
@@ -51,8 +52,13 @@ from robustness.results.store import PARTS_DIR, read_parts
 __all__ = ["Results", "ResultsError", "load_results"]
 
 
-# step-0 columns that results directories written before them lack: read as NaN
-_ADDED_LATER = ("initial_train_acc", "initial_val_loss", "initial_val_acc")
+# columns that results directories written before them lack: read as NaN
+_ADDED_LATER = (
+    "initial_train_acc",
+    "initial_val_loss",
+    "initial_val_acc",
+    "insgd_normalized_fraction",
+)
 
 
 class ResultsError(UserInputError):

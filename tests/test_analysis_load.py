@@ -182,7 +182,7 @@ def test_a_complete_study_or_one_without_a_plan_is_not_called_incomplete(tmp_pat
 
 def test_a_directory_from_before_the_step_0_columns_loads_them_as_missing(results_dir):
     trials = pd.read_parquet(results_dir / TRIALS_FILE)
-    old = ["initial_train_acc", "initial_val_loss", "initial_val_acc"]
+    old = ["initial_train_acc", "initial_val_loss", "initial_val_acc", "insgd_normalized_fraction"]
     trials.drop(columns=old).to_parquet(results_dir / TRIALS_FILE)
     loaded = load_results(results_dir).trials
     assert loaded[old].isna().all().all() and loaded["initial_loss"].notna().all()
