@@ -141,3 +141,34 @@ def test_validate_shows_the_populations(cli, tmp_path):
     assert result.code == 0, result.err
     (line,) = [x for x in result.out.splitlines() if x.strip().startswith("population")]
     assert "up to 32 runs at once" in line
+
+
+def test_a_population_stopped_mid_way_loses_only_what_was_not_persisted(tmp_path, monkeypatch):
+    """A part that cannot be written stops the group (OSError, the study stops); what
+    was persisted stays, and running the rest again (a retry or resume skips the
+    persisted parts) completes the same records as an uninterrupted run."""
+    configs = [config(lr=30.0, beta=0.0), config(lr=0.1), config(lr=0.3)]
+    group = [payload(tmp_path / "a", f"t{i}", c) for i, c in enumerate(configs)]
+    real_write = store.write_part
+    writes = []
+
+    def failing_write(results_dir, trial_id, *args, **kwargs):
+        writes.append(trial_id)
+        if len(writes) == 2:
+            raise OSError("disk full")
+        return real_write(results_dir, trial_id, *args, **kwargs)
+
+    monkeypatch.setattr(store, "write_part", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        run_population_group(group, node_id=None)
+    monkeypatch.setattr(store, "write_part", real_write)
+    done = [p for p in group if store.intact_part(p["results_dir"], p["trial_id"]) is not None]
+    assert [p["trial_id"] for p in done] == ["t0"]  # the diverged one finished first
+    run_population_group([p for p in group if p not in done], node_id=None)
+    whole = [payload(tmp_path / "b", f"t{i}", c) for i, c in enumerate(configs)]
+    run_population_group(whole, node_id=None)
+    for p, q in zip(group, whole, strict=True):
+        resumed = store.intact_part(p["results_dir"], p["trial_id"])
+        uninterrupted = store.intact_part(q["results_dir"], q["trial_id"])
+        columns = ["run_id", "outcome", "diverged_step", "steps_done", "final_val_loss"]
+        assert resumed[columns].equals(uninterrupted[columns])
