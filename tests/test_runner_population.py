@@ -88,7 +88,10 @@ def assert_same_runs(population, sequential, *, rel: float, curves: bool = True)
             for key in p:
                 if key in _TIMING:
                     continue
-                if key in _FLOATS:
+                if key in _FLOATS and key.endswith("_acc") and rel > 1e-6:
+                    # float32: a near-tie logit may flip one sample's argmax
+                    assert abs(p[key] - s[key]) <= 0.005 or _close(p[key], s[key], rel), key
+                elif key in _FLOATS:
                     assert _close(p[key], s[key], rel), (key, p[key], s[key], p["run_id"])
                 else:
                     assert p[key] == s[key], (key, p[key], s[key], p["run_id"])
@@ -100,8 +103,11 @@ def assert_same_runs(population, sequential, *, rel: float, curves: bool = True)
             ]
             for p, s in zip(pop.curves, seq.curves, strict=True):
                 assert p["lr"] == s["lr"] and p["epoch"] == s["epoch"]
-                for key in ("train_loss", "val_loss", "val_acc"):
+                for key in ("train_loss", "val_loss"):
                     assert _close(p[key], s[key], rel), (key, p, s)
+                assert _close(p["val_acc"], s["val_acc"], rel) or (
+                    rel > 1e-6 and abs(p["val_acc"] - s["val_acc"]) <= 0.005
+                )
 
 
 def _close(a: float, b: float, rel: float) -> bool:
