@@ -10,7 +10,8 @@ momentum ``μ``, input-power ``β``, ``ε``, weight decay, dampening.
 Paper mode, per member and normalized weight: ``P_1 = p_1``, ``P_t = β·P_{t−1} +
 (1−β)·p_t``, gradient scale ``1 / max(ln P_t, ε)``. Reference mode: the step of a
 normalized weight is scaled by ``√(1+1e−6) / (max(ln S, ε)·(√(1−μ)+1e−6))``.
-The update is :func:`robustness.optim.population_sgd.sgd` with those scales.
+The update is :class:`~robustness.optim.population_sgd.PopulationSGD`'s
+(:func:`~robustness.optim.population_sgd.sgd`) with those scales.
 :class:`PopulationINSGD` does the bookkeeping; :func:`paper_scales` and
 :func:`reference_scales` are the math of the scales.
 """
@@ -19,24 +20,25 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from robustness.optim._input_stats import InputProbe
+from robustness.optim._population_base import agreed, only_group
 from robustness.optim._population_input_stats import (
     POPULATION_LAYERS,
     population_input_power,
     population_standardized_input_statistic,
 )
 from robustness.optim.insgd import _REF_NUMERATOR, _REF_OFFSET, INSGD, MODES
-from robustness.optim.population_sgd import member_vector, only_group, select_members, sgd
+from robustness.optim.population_sgd import SGD_MEMBER_KEYS, PopulationSGD
 
 __all__ = ["PopulationINSGD", "paper_scales", "reference_scales"]
 
 
-class PopulationINSGD(torch.optim.Optimizer):
+class PopulationINSGD(PopulationSGD):
     """``INSGD`` for K members at once (see the module docstring).
 
     Args:
@@ -46,7 +48,8 @@ class PopulationINSGD(torch.optim.Optimizer):
 
     ``param_groups[i]["lr_scale"]`` multiplies every member's ``lr``. State per
     parameter: ``momentum_buffer``; per normalized weight in paper mode also
-    ``input_power`` (``(K,)``). Call :meth:`close` to remove the hooks.
+    ``input_power`` (``(K,)``). Call :meth:`close` to remove the hooks. The
+    update is :class:`PopulationSGD`'s with the scales of INSGD.
     """
 
     def __init__(
@@ -66,25 +69,20 @@ class PopulationINSGD(torch.optim.Optimizer):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         params = [p for p in model.parameters() if p.requires_grad]
-        super().__init__(params, {"lr_scale": 1.0, "nesterov": bool(nesterov)})
-        like = params[0]
-        values = (lr, momentum, beta, eps, weight_decay, dampening)
-        if {len(v) for v in values} != {like.shape[0]}:
-            raise ValueError("one lr, momentum, beta, eps, weight_decay, dampening per member")
-        self.members = {
-            "lr": member_vector(lr, like),
-            "momentum": member_vector(momentum, like),
-            "dampening_keep": member_vector([1.0 - t for t in dampening], like),
-            "weight_decay": member_vector(weight_decay, like),
-            "beta_keep": member_vector([1.0 - b for b in beta], like),
-            "eps": member_vector(eps, like),
-            "reference_offset": member_vector(
-                [math.sqrt(1.0 - m) + _REF_OFFSET for m in momentum], like
-            ),
-        }
-        self._any_momentum = any(m != 0 for m in momentum)
-        self._all_momentum = all(m != 0 for m in momentum)
-        self._any_decay = any(w != 0 for w in weight_decay)
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+        )
+        self.check_member_values(beta=beta, eps=eps)
+        self.members.update(
+            beta_keep=self.member_vector(1.0 - b for b in beta),
+            eps=self.member_vector(eps),
+            reference_offset=self.member_vector(math.sqrt(1.0 - m) + _REF_OFFSET for m in momentum),
+        )
         self.mode, self.norm = mode, norm
         statistic = (
             population_input_power if mode == "paper" else population_standardized_input_statistic
@@ -102,95 +100,62 @@ class PopulationINSGD(torch.optim.Optimizer):
     ) -> PopulationINSGD:
         """The population of the members' own ``INSGD`` optimizers."""
         groups = [only_group(opt, INSGD) for opt in optimizers]
-        for attribute in ("mode", "norm"):
-            if len({getattr(opt, attribute) for opt in optimizers}) != 1:
-                raise ValueError(f"population members must agree on INSGD's {attribute}")
-        if len({g["nesterov"] for g in groups}) != 1:
-            raise ValueError("population members must agree on nesterov")
         return cls(
             model,
-            **{
-                key: [g[key] for g in groups]
-                for key in ("lr", "momentum", "beta", "eps", "weight_decay", "dampening")
-            },
-            nesterov=groups[0]["nesterov"],
-            mode=optimizers[0].mode,
-            norm=optimizers[0].norm,
+            **{key: [g[key] for g in groups] for key in (*SGD_MEMBER_KEYS, "beta", "eps")},
+            nesterov=agreed((g["nesterov"] for g in groups), "nesterov"),
+            mode=agreed((opt.mode for opt in optimizers), "INSGD's mode"),
+            norm=agreed((opt.norm for opt in optimizers), "INSGD's norm"),
         )
 
     def close(self) -> None:
         """Remove the forward hooks (idempotent)."""
         self._finalizer()
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One INSGD step of every member on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        m = self.members
-        for group in self.param_groups:
-            params, stats = [], []
-            for p in group["params"]:
-                probe = self._probes.get(p)
-                stat = None if probe is None else probe.take()
-                if p.grad is None:
-                    continue
-                if probe is not None and stat is None:
-                    raise RuntimeError(
-                        "PopulationINSGD.step(): a normalized layer has a gradient but no "
-                        "input was measured since the last step (a forward pass in training "
-                        "mode with grad enabled must come before each step)"
-                    )
-                params.append(p)
-                stats.append(stat)
-            if not params:
+    def _step_group(self, group: dict) -> None:
+        params, stats = [], []
+        for p in group["params"]:
+            probe = self._probes.get(p)
+            stat = None if probe is None else probe.take()
+            if p.grad is None:
                 continue
-            grad_scales: list[Tensor | None] | None = None
-            update_scales: list[Tensor | None] | None = None
-            if self.mode == "paper":
-                grad_scales = [None] * len(params)
-                for i, (p, stat) in enumerate(zip(params, stats, strict=True)):
-                    if stat is None:
-                        continue
-                    state = self.state[p]
-                    if "input_power" not in state:  # P_1 = p_1
-                        state["input_power"] = stat.clone()
-                    scale = paper_scales(
-                        state["input_power"], stat, beta_keep=m["beta_keep"], eps=m["eps"]
-                    )
-                    grad_scales[i] = scale.view((-1,) + (1,) * (p.dim() - 1))
-            else:
-                update_scales = [
-                    None
-                    if stat is None
-                    else reference_scales(stat, offset=m["reference_offset"], eps=m["eps"])
-                    for stat in stats
-                ]
-            scale = group["lr_scale"]
-            buffers = [self.state[p].get("momentum_buffer") for p in params]
-            sgd(
-                params,
-                [p.grad for p in params],
-                buffers,
-                lr=m["lr"] if scale == 1.0 else m["lr"] * scale,
-                weight_decay=m["weight_decay"] if self._any_decay else None,
-                momentum=m["momentum"] if self._any_momentum else None,
-                dampening_keep=m["dampening_keep"],
-                nesterov=group["nesterov"],
-                uses_momentum=None if self._all_momentum else m["momentum"] != 0,
-                grad_scales=grad_scales,
-                update_scales=update_scales,
-            )
-            if self._any_momentum:
-                for p, buf in zip(params, buffers, strict=True):
-                    self.state[p]["momentum_buffer"] = buf
-        return loss
+            if probe is not None and stat is None:
+                raise RuntimeError(
+                    "PopulationINSGD.step(): a normalized layer has a gradient but no "
+                    "input was measured since the last step (a forward pass in training "
+                    "mode with grad enabled must come before each step)"
+                )
+            params.append(p)
+            stats.append(stat)
+        if not params:
+            return
+        m = self.members
+        grad_scales: list[Tensor | None] | None = None
+        update_scales: list[Tensor | None] | None = None
+        if self.mode == "paper":
+            grad_scales = [None] * len(params)
+            for i, (p, stat) in enumerate(zip(params, stats, strict=True)):
+                if stat is None:
+                    continue
+                state = self.state[p]
+                if "input_power" not in state:  # P_1 = p_1
+                    state["input_power"] = stat.clone()
+                scale = paper_scales(
+                    state["input_power"], stat, beta_keep=m["beta_keep"], eps=m["eps"]
+                )
+                grad_scales[i] = scale.view((-1,) + (1,) * (p.dim() - 1))
+        else:
+            update_scales = [
+                None
+                if stat is None
+                else reference_scales(stat, offset=m["reference_offset"], eps=m["eps"])
+                for stat in stats
+            ]
+        self._sgd_update(group, params, grad_scales, update_scales)
 
     def select_members(self, keep: Tensor, replaced: dict[Tensor, Tensor]) -> None:
         """Keep only members ``keep``; ``replaced`` maps old to new parameters."""
-        select_members(self, keep, replaced)
+        super().select_members(keep, replaced)
         self._probes = {replaced.get(p, p): probe for p, probe in self._probes.items()}
 
 

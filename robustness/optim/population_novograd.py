@@ -12,23 +12,25 @@ the squared norm of that member's slice of the gradient). The math is
 
 A member whose slice of a tensor's gradient has been all zeros so far has not
 started on that tensor (``v`` 0, ``w`` unchanged), as in the sequential form.
-``PopulationNovoGrad`` does the bookkeeping; :func:`novograd` is the math.
+``PopulationNovoGrad`` does the bookkeeping (its state; the rest is
+:class:`~robustness.optim._population_base.PopulationOptimizer`'s);
+:func:`novograd` is the math.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from robustness.optim._population_base import PopulationOptimizer, only_group
 from robustness.optim.novograd import NovoGrad
-from robustness.optim.population_sgd import member_vector, only_group, select_members
 
 __all__ = ["PopulationNovoGrad", "novograd"]
 
 
-class PopulationNovoGrad(torch.optim.Optimizer):
+class PopulationNovoGrad(PopulationOptimizer):
     """``NovoGrad`` for K members at once (see the module docstring).
 
     Args:
@@ -52,22 +54,25 @@ class PopulationNovoGrad(torch.optim.Optimizer):
         weight_decay: Sequence[float],
         grad_averaging: Sequence[bool],
     ) -> None:
-        super().__init__(params, {"lr_scale": 1.0})
-        like = self.param_groups[0]["params"][0]
-        values = (lr, beta1, beta2, eps, weight_decay, grad_averaging)
-        if {len(v) for v in values} != {like.shape[0]}:
-            raise ValueError("one lr, beta1, beta2, eps, weight_decay, grad_averaging per member")
+        super().__init__(
+            params,
+            {},
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            grad_averaging=grad_averaging,
+        )
         averaging = [1.0 - b if avg else 1.0 for b, avg in zip(beta1, grad_averaging, strict=True)]
-        self.members = {
-            "lr": member_vector(lr, like),
-            "beta1": member_vector(beta1, like),
-            "beta2_keep": member_vector([1.0 - b for b in beta2], like),
-            "eps": member_vector(eps, like),
-            "averaging": member_vector(averaging, like),
-            "decay": member_vector(
-                [w * a for w, a in zip(weight_decay, averaging, strict=True)], like
-            ),
-        }
+        self.members.update(
+            lr=self.member_vector(lr),
+            beta1=self.member_vector(beta1),
+            beta2_keep=self.member_vector(1.0 - b for b in beta2),
+            eps=self.member_vector(eps),
+            averaging=self.member_vector(averaging),
+            decay=self.member_vector(w * a for w, a in zip(weight_decay, averaging, strict=True)),
+        )
         self._any_decay = any(w != 0 for w in weight_decay)
 
     @classmethod
@@ -84,41 +89,26 @@ class PopulationNovoGrad(torch.optim.Optimizer):
             grad_averaging=[g["grad_averaging"] for g in groups],
         )
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One NovoGrad step of every member on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step_group(self, group: dict) -> None:
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = p.new_zeros(p.shape[0])
         m = self.members
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = p.new_zeros(p.shape[0])
-            scale = group["lr_scale"]
-            novograd(
-                params,
-                [p.grad for p in params],
-                [self.state[p]["exp_avg"] for p in params],
-                [self.state[p]["exp_avg_sq"] for p in params],
-                lr=m["lr"] if scale == 1.0 else m["lr"] * scale,
-                beta1=m["beta1"],
-                beta2_keep=m["beta2_keep"],
-                eps=m["eps"],
-                averaging=m["averaging"],
-                decay=m["decay"] if self._any_decay else None,
-            )
-        return loss
-
-    def select_members(self, keep: Tensor, replaced: dict[Tensor, Tensor]) -> None:
-        """Keep only members ``keep``; ``replaced`` maps old to new parameters."""
-        select_members(self, keep, replaced)
+        novograd(
+            params,
+            [p.grad for p in params],
+            [self.state[p]["exp_avg"] for p in params],
+            [self.state[p]["exp_avg_sq"] for p in params],
+            lr=self.scaled_lr(group),
+            beta1=m["beta1"],
+            beta2_keep=m["beta2_keep"],
+            eps=m["eps"],
+            averaging=m["averaging"],
+            decay=m["decay"] if self._any_decay else None,
+        )
 
 
 def novograd(

@@ -14,22 +14,25 @@ momentum (no buffer of its own), while the others use their buffers.
 the Python floats, as ``torch.optim.SGD`` does, so in float64 each member's step
 is the sequential one to rounding.
 
-:class:`PopulationSGD` does the bookkeeping (per-member tensors, the schedule's
-factor, dropping members); :func:`sgd` is the math.
+:class:`PopulationSGD` does the bookkeeping (the momentum buffers; per-member
+tensors, the schedule's factor and dropping members are
+:class:`~robustness.optim._population_base.PopulationOptimizer`'s); :func:`sgd`
+is the math.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from robustness.optim._population_base import PopulationOptimizer, agreed, only_group
+
 __all__ = ["PopulationSGD", "sgd"]
 
 
-class PopulationSGD(torch.optim.Optimizer):
+class PopulationSGD(PopulationOptimizer):
     """``torch.optim.SGD`` for K members at once (see the module docstring).
 
     Args:
@@ -40,6 +43,8 @@ class PopulationSGD(torch.optim.Optimizer):
     ``param_groups[i]["lr_scale"]`` (1.0) multiplies every member's ``lr``: the
     learning-rate schedule's factor, set by the training loop before each step.
     State per parameter: ``momentum_buffer`` (member dimension first).
+    :class:`~robustness.optim.population_insgd.PopulationINSGD` builds on this
+    class: its update is this one with INSGD's scales.
     """
 
     def __init__(
@@ -52,17 +57,20 @@ class PopulationSGD(torch.optim.Optimizer):
         weight_decay: Sequence[float],
         nesterov: bool,
     ) -> None:
-        super().__init__(params, {"lr_scale": 1.0, "nesterov": bool(nesterov)})
-        like = self.param_groups[0]["params"][0]
-        sizes = {len(lr), len(momentum), len(dampening), len(weight_decay)}
-        if len(sizes) != 1 or like.shape[0] not in sizes:
-            raise ValueError("one lr, momentum, dampening and weight_decay per member")
-        self.members = {
-            "lr": member_vector(lr, like),
-            "momentum": member_vector(momentum, like),
-            "dampening_keep": member_vector([1.0 - t for t in dampening], like),
-            "weight_decay": member_vector(weight_decay, like),
-        }
+        super().__init__(
+            params,
+            {"nesterov": bool(nesterov)},
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+        )
+        self.members.update(
+            lr=self.member_vector(lr),
+            momentum=self.member_vector(momentum),
+            dampening_keep=self.member_vector(1.0 - t for t in dampening),
+            weight_decay=self.member_vector(weight_decay),
+        )
         self._any_momentum = any(m != 0 for m in momentum)
         self._all_momentum = all(m != 0 for m in momentum)
         self._any_decay = any(w != 0 for w in weight_decay)
@@ -72,55 +80,48 @@ class PopulationSGD(torch.optim.Optimizer):
         """The population of the members' own ``torch.optim.SGD`` optimizers (their
         hyperparameters, as built and validated by ``build_optimizer``)."""
         groups = [only_group(opt, torch.optim.SGD) for opt in optimizers]
-        nesterov = {g["nesterov"] for g in groups}
-        if len(nesterov) != 1:
-            raise ValueError("population members must agree on nesterov")
         return cls(
             params,
-            lr=[g["lr"] for g in groups],
-            momentum=[g["momentum"] for g in groups],
-            dampening=[g["dampening"] for g in groups],
-            weight_decay=[g["weight_decay"] for g in groups],
-            nesterov=nesterov.pop(),
+            **{key: [g[key] for g in groups] for key in SGD_MEMBER_KEYS},
+            nesterov=agreed((g["nesterov"] for g in groups), "nesterov"),
         )
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One SGD step of every member on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step_group(self, group: dict) -> None:
+        params = [p for p in group["params"] if p.grad is not None]
+        if params:
+            self._sgd_update(group, params)
+
+    def _sgd_update(
+        self,
+        group: dict,
+        params: list[Tensor],
+        grad_scales: Sequence[Tensor | None] | None = None,
+        update_scales: Sequence[Tensor | None] | None = None,
+    ) -> None:
+        """:func:`sgd` on ``params`` of ``group`` with every member's values, keeping
+        the momentum buffers in the state; the scales are INSGD's (None: plain SGD)."""
         m = self.members
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            scale = group["lr_scale"]
-            buffers = [self.state[p].get("momentum_buffer") for p in params]
-            sgd(
-                params,
-                [p.grad for p in params],
-                buffers,
-                lr=m["lr"] if scale == 1.0 else m["lr"] * scale,
-                weight_decay=m["weight_decay"] if self._any_decay else None,
-                momentum=m["momentum"] if self._any_momentum else None,
-                dampening_keep=m["dampening_keep"],
-                nesterov=group["nesterov"],
-                uses_momentum=None if self._all_momentum else m["momentum"] != 0,
-            )
-            if self._any_momentum:
-                for p, buf in zip(params, buffers, strict=True):
-                    self.state[p]["momentum_buffer"] = buf
-        return loss
+        buffers = [self.state[p].get("momentum_buffer") for p in params]
+        sgd(
+            params,
+            [p.grad for p in params],
+            buffers,
+            lr=self.scaled_lr(group),
+            weight_decay=m["weight_decay"] if self._any_decay else None,
+            momentum=m["momentum"] if self._any_momentum else None,
+            dampening_keep=m["dampening_keep"],
+            nesterov=group["nesterov"],
+            uses_momentum=None if self._all_momentum else m["momentum"] != 0,
+            grad_scales=grad_scales,
+            update_scales=update_scales,
+        )
+        if self._any_momentum:
+            for p, buf in zip(params, buffers, strict=True):
+                self.state[p]["momentum_buffer"] = buf
 
-    def select_members(self, keep: Tensor, replaced: dict[Tensor, Tensor]) -> None:
-        """Keep only members ``keep`` (indices, in order): per-member values and state.
 
-        ``replaced`` maps each old parameter to its new, sliced one, as
-        ``robustness.models.population.select_members`` returns it.
-        """
-        select_members(self, keep, replaced)
+#: the per-member hyperparameters of ``torch.optim.SGD``'s param group
+SGD_MEMBER_KEYS = ("lr", "momentum", "dampening", "weight_decay")
 
 
 def sgd(
@@ -171,37 +172,3 @@ def sgd(
         if u_scale is not None:
             d = d * u_scale
         p.addcmul_(lr.view(shape), d, value=-1.0)
-
-
-def select_members(
-    optimizer: torch.optim.Optimizer, keep: Tensor, replaced: dict[Tensor, Tensor]
-) -> None:
-    """Slice a population optimizer's per-member values (``optimizer.members``) and
-    state to members ``keep``, and move its groups and state to the new
-    parameters (``replaced``). Shared by the population optimizers."""
-    members = optimizer.members
-    for name, value in members.items():
-        members[name] = value.index_select(0, keep.to(value.device))
-    for group in optimizer.param_groups:
-        group["params"] = [replaced.get(p, p) for p in group["params"]]
-    old_state = optimizer.state
-    optimizer.state = defaultdict(dict)
-    for param, state in old_state.items():
-        optimizer.state[replaced.get(param, param)] = {
-            name: value.index_select(0, keep.to(value.device))
-            if isinstance(value, Tensor) and value.dim() > 0
-            else value
-            for name, value in state.items()
-        }
-
-
-def member_vector(values: Sequence[float], like: Tensor) -> Tensor:
-    """Per-member values as a length-K tensor in ``like``'s dtype and device."""
-    return torch.tensor([float(v) for v in values], dtype=like.dtype, device=like.device)
-
-
-def only_group(optimizer: torch.optim.Optimizer, kind: type) -> dict:
-    """The one param group of a member's ``kind`` optimizer (its hyperparameters)."""
-    if not isinstance(optimizer, kind) or len(optimizer.param_groups) != 1:
-        raise ValueError(f"expected a {kind.__name__} with one parameter group")
-    return optimizer.param_groups[0]
