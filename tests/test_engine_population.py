@@ -27,6 +27,13 @@ def test_population_defaults_to_auto_and_takes_off_or_a_count():
         assert spec.resources.population == value
 
 
+def test_population_off_written_bare_in_yaml_is_off():
+    """The safe loader reads a bare ``off`` as False; the spec means 'off'."""
+    resources = yaml.safe_load("population: off")
+    assert resources == {"population": False}
+    assert parse_spec(spec_with(resources=resources)).resources.population == "off"
+
+
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "on", True, None])
 def test_bad_population_names_key_value_and_what_is_allowed(bad):
     with pytest.raises(UserInputError) as info:

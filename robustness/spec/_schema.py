@@ -90,6 +90,8 @@ def _configs_per_trial(value: Any) -> int | str:
 
 
 def _population(value: Any) -> int | str:
+    if value is False:  # YAML 1.1 (the safe loader) reads a bare `off` as false
+        return "off"
     if value in ("auto", "off") or (
         isinstance(value, int) and not isinstance(value, bool) and value > 0
     ):
