@@ -18,8 +18,9 @@ Three measurements, each a ratio within one run (``python -m benchmarks populati
    Timed with CUDA events around many steps; no host sync inside the loop.
 3. **The whole quickstart** through ``run_study`` with ``resources.population``
    ``auto`` against ``off``, each in a fresh process with Ray already up (the
-   ``warm`` wall of ``bench_engine``), outcomes of the 594 runs compared, and the
-   no-engine pool floor of ``bench_engine`` for reference.
+   ``warm`` wall of ``bench_engine``), outcomes of the 594 runs compared
+   (``compare_outcomes``: each differing run with its distance to its cell's
+   stability boundary), and the no-engine pool floor of ``bench_engine``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
+
+from benchmarks.compare_outcomes import RUN_KEYS, SHOWN, compare
 
 CPU_CASES = [
     # label, optimizer, model, model_args, steps, eval_every, members
@@ -186,7 +190,6 @@ def _gpu_case(members: int, steps: int = 30) -> tuple[float, float]:
 
 def _study_run(population: str) -> dict:
     """The quickstart through run_study with ``resources.population`` set (Ray up)."""
-    import pandas as pd
     import yaml
 
     from robustness.engine import _cluster, run_study
@@ -203,14 +206,8 @@ def _study_run(population: str) -> dict:
         out = run_study(spec, Path(tmp) / "out", progress=False, report=False)
         warm = time.perf_counter() - start
         trials = pd.read_parquet(out / "trials.parquet")
-    keys = ["optimizer", "lr", "beta", "init", "seed"]
-    outcomes = {
-        "|".join(f"{row[k]:.6g}" if isinstance(row[k], float) else str(row[k]) for k in keys): row[
-            "outcome"
-        ]
-        for _, row in trials.iterrows()
-    }
-    return {"warm": warm, "compute": float(trials["wall_seconds"].sum()), "outcomes": outcomes}
+    runs = json.loads(trials[RUN_KEYS + SHOWN].to_json(orient="records", double_precision=15))
+    return {"warm": warm, "compute": float(trials["wall_seconds"].sum()), "runs": runs}
 
 
 def _in_fresh_process(*args: str) -> dict:
@@ -260,7 +257,7 @@ def main() -> None:
     off = _in_fresh_process("study", "off")
     auto = _in_fresh_process("study", "auto")
     floor = _pool_floor()
-    same = sum(auto["outcomes"].get(k) == v for k, v in off["outcomes"].items())
+    total, same, differences = compare(pd.DataFrame(off["runs"]), pd.DataFrame(auto["runs"]))
     print("\n| quickstart, run_study (Ray up) | wall s | Σ run s | vs off | vs pool floor |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, r in (("population: off", off), ("population: auto", auto)):
@@ -269,7 +266,12 @@ def main() -> None:
             f"{r['warm'] / off['warm']:.2f}x | {r['warm'] / floor:.2f}x |"
         )
     print(f"| pool floor (bench_engine) | {floor:.1f} | | | 1.00x |")
-    print(f"\noutcomes identical, auto vs off: {same}/{len(off['outcomes'])}")
+    print(f"\noutcomes identical, auto vs off: {same}/{total}")
+    for d in differences:
+        print(
+            f"- {d.key}: off {d.reference['outcome']}, auto {d.other['outcome']}, "
+            f"{d.steps_to_boundary} grid step(s) from the cell's nearest boundary"
+        )
 
 
 if __name__ == "__main__":
