@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from robustness.optim._closure import closure_loss
+
 __all__ = ["PopulationOptimizer", "agreed", "only_group", "select_members"]
 
 
@@ -65,10 +67,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One step of every member on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             self._step_group(group)
         return loss

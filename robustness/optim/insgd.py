@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from robustness.errors import UserInputError
+from robustness.optim._closure import closure_loss
 from robustness.optim._input_stats import (
     NORMS,
     InputProbe,
@@ -195,10 +196,7 @@ class INSGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One INSGD step on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for index, group in enumerate(self.param_groups):
             foreach = group["foreach"]
             spread = (

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from robustness.errors import UserInputError
+from robustness.optim._closure import closure_loss
 from robustness.optim._multi_tensor import (
     FlatState,
     Spread,
@@ -108,10 +109,7 @@ class NovoGrad(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One NovoGrad step on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for index, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
