@@ -39,6 +39,7 @@ import pandas as pd
 
 from analysis.frames import diverged_flag, require_columns, runs_at_risk, usable_runs
 from robustness.errors import UserInputError
+from robustness.results.band import band_threshold, band_tolerance, in_band
 from robustness.results.schema import OUTCOMES
 from robustness.runner.outcome import capped_value, initial_column, is_maximized
 
@@ -358,7 +359,8 @@ def lr_band_width(
     Per group of ``by`` and per lr, the seed-median of the capped metric (module
     docstring). ``best`` is the best of these over lr (lowest for a minimized
     metric, highest for a maximized one; ties go to the smallest lr). An lr is
-    *good* when its median is within ``tolerance`` of ``best``:
+    *good* when its median is within ``tolerance`` of ``best``
+    (``robustness.results.band``, the rule the boundary sampler's band search uses):
 
     - minimized (losses): relative, ``value <= best * (1 + tolerance)`` (default 0.1);
     - maximized (accuracies): absolute, ``value >= best - tolerance`` (default 0.01).
@@ -382,10 +384,7 @@ def lr_band_width(
     by = list(by)
     require_columns(trials, [*by, "lr", "outcome"], "lr_band_width")
     maximize = _direction(metric, direction) == "maximize"
-    if tolerance is None:
-        tolerance = 0.01 if maximize else 0.1
-    if tolerance < 0:
-        raise UserInputError(f"tolerance must be >= 0, got {tolerance!r}")
+    tolerance = band_tolerance(tolerance, maximize=maximize)
     usable = usable_runs(trials)
     per_lr = (
         usable[[*by, "lr"]]
@@ -401,21 +400,18 @@ def lr_band_width(
     score = per_lr["value"].to_numpy() * (-1.0 if maximize else 1.0)
     best_row = pd.Series(score).groupby(gid).idxmin().to_numpy()  # first = smallest lr
     best = per_lr["value"].to_numpy()[best_row][gid]
-    if maximize:
-        good = per_lr["value"].to_numpy() >= best - tolerance
-    else:
-        good = per_lr["value"].to_numpy() <= best * (1.0 + tolerance)
+    good = in_band(per_lr["value"].to_numpy(), best, tolerance, maximize=maximize)
     # contiguous segments of equal `good` within a group; the band is the best row's one
     new_segment = np.r_[True, (np.diff(gid) != 0) | (good[1:] != good[:-1])]
     segment = np.cumsum(new_segment)
-    in_band = segment == segment[best_row][gid]
-    threshold = best - tolerance if maximize else best * (1.0 + tolerance)
+    member = segment == segment[best_row][gid]
+    threshold = band_threshold(best, tolerance, maximize=maximize)
     x = np.log10(per_lr["lr"].to_numpy(dtype=float))
     values = per_lr["value"].to_numpy()
     edges = []
     for g, start in enumerate(np.flatnonzero(np.r_[True, np.diff(gid) != 0])):
         rows = np.flatnonzero(gid == g)
-        members = np.flatnonzero(in_band[rows])
+        members = np.flatnonzero(member[rows])
         lo, hi, censored = band_edges(x[rows], values[rows], threshold[start], members)
         steps = np.diff(x[rows])
         edges.append((lo, hi, censored, float(np.median(steps)) if len(steps) else np.nan))
@@ -429,7 +425,7 @@ def lr_band_width(
     # a one-lr group has no step: its band is unresolved (no neighbour bounds it)
     out["resolved"] = (out["width_decades"] >= out["grid_step_decades"] - 1e-12).astype(bool)
     out["censored"] = np.asarray(censored, dtype=bool)
-    out["n_lrs_in_band"] = np.bincount(gid[in_band], minlength=len(out)).astype("int64")
+    out["n_lrs_in_band"] = np.bincount(gid[member], minlength=len(out)).astype("int64")
     out["n_lrs"] = np.bincount(gid).astype("int64") if len(gid) else np.zeros(0, "int64")
     out["tolerance"] = float(tolerance)
     return out

@@ -65,9 +65,11 @@ def _searcher(tmp_path, sampler, distributions, *, concurrency=4, pack_size=1):
     )
 
 
-def _run(tmp_path, config, outcomes):
-    """What the trainable does for one configuration: one record per seed, persisted."""
+def _run(tmp_path, config, outcomes, objective=None):
+    """What the trainable does for one configuration: one record per seed, persisted
+    (``objective``: params -> the capped objective of each seed; 1.0 when None)."""
     trial_id = config["trial_id"]
+    value = 1.0 if objective is None else objective(config["params"])
     rows = [
         {
             "trial_id": trial_id,
@@ -75,7 +77,7 @@ def _run(tmp_path, config, outcomes):
             "seed": seed,
             "steps_done": 1,
             "outcome": outcome,
-            "objective": 1.0,
+            "objective": value,
             "wall_seconds": 0.01,
         }
         for seed, outcome in enumerate(outcomes(config["params"]))
@@ -83,7 +85,7 @@ def _run(tmp_path, config, outcomes):
     store.write_part(tmp_path, trial_id, rows, [])
 
 
-def _drive(searcher, tmp_path, outcomes, *, workers, rng, stop_after=None):
+def _drive(searcher, tmp_path, outcomes, *, workers, rng, stop_after=None, objective=None):
     """Simulated Tune: keep ``workers`` Ray trials in flight, finish them in random
     order. Returns (configs asked, most distinct cells in flight at once)."""
     in_flight: dict[str, list[dict]] = {}
@@ -108,7 +110,7 @@ def _drive(searcher, tmp_path, outcomes, *, workers, rng, stop_after=None):
             return asked, widest  # a killed driver: what is in flight stays RUNNING
         ray_id = rng.choice(sorted(in_flight))
         for config in in_flight.pop(ray_id):
-            _run(tmp_path, config, outcomes)
+            _run(tmp_path, config, outcomes, objective)
         searcher.on_trial_complete(ray_id, {})
 
 
@@ -383,6 +385,7 @@ def test_heavy_ball_boundary_on_linear_regression_matches_theory(tmp_path):
         ({"search": {"sampler": "boundary", "resolution": 1.0}}, "greater than 1"),
         ({"search": {"sampler": "boundary", "resolution": 0.5}}, "greater than 1"),
         ({"search": {"sampler": "grid", "resolution": 1.2}}, "only by the boundary sampler"),
+        ({"search": {"sampler": "grid", "band": True}}, "band is used only by the boundary"),
         ({"space": {"lr": {"log": [1e-3, 1e2]}, "beta": {"uniform": [0, 0.9]}}}, "enumerates"),
     ],
 )
@@ -404,6 +407,17 @@ def test_resolution_is_in_the_resolved_spec_only_for_the_boundary_sampler():
     assert parse_spec(boundary.resolved()) == boundary
     grid = parse_spec({**_linreg_spec(), "search": {"sampler": "grid"}, "space": {"lr": [0.1]}})
     assert "resolution" not in grid.resolved()["search"]
+
+
+def test_band_is_in_the_resolved_spec_only_when_true_and_widens_the_probe_bound():
+    plain = parse_spec(_linreg_spec())
+    assert "band" not in plain.resolved()["search"]  # as before the key existed
+    banded = parse_spec(_linreg_spec(band=True))
+    assert banded.resolved()["search"]["band"] is True
+    assert parse_spec(banded.resolved()) == banded
+    # 8 decades at 1.1: 8 halvings; the boundary 2 + 8, with band 2 + 5 x 8
+    assert make_plan(plain).max_probes_per_cell("sgd") == 10
+    assert make_plan(banded).max_probes_per_cell("sgd") == 42
 
 
 def test_plan_describes_cells_and_the_probe_bound():
@@ -442,3 +456,133 @@ def test_a_boundary_study_through_the_engine_brackets_theory_and_resumes(tmp_pat
     run_study(str(spec), out, resume=True, progress=False, report=False)
     again = pd.read_parquet(out / "trials.parquet")
     assert sorted(again["run_id"]) == sorted(trials["run_id"])  # nothing ran twice
+
+
+# --- band: the good band's edges ---------------------------------------------------------
+
+BAND_MIN, BAND_BOUNDARY, L0 = {0.0: 1e-2, 0.5: 0.3}, {0.0: 3.7, 0.5: 2.0}, 5.0
+
+
+def _v_objective(params):
+    """A V-shaped capped loss in log10 lr: 1 at the cell's optimum, +1 per decade away,
+    capped at the untrained loss L0 = 5 and equal to it where training diverges. With
+    the report's tolerance (a loss within 10% of the best: <= 1.1), the band's true
+    edges are 0.1 decades either side of the optimum."""
+    lr, beta = params["lr"], params["beta"]
+    if lr > BAND_BOUNDARY[beta]:
+        return L0
+    return min(L0, 1.0 + abs(math.log10(lr) - math.log10(BAND_MIN[beta])))
+
+
+def _band_run(tmp_path, *, band, seed=0):
+    space = _space(betas=(0.0, 0.5))
+    sampler = BoundarySampler(space, resolution=1.1, band=band)
+    searcher = _searcher(tmp_path, sampler, space)
+    asked, _ = _drive(
+        searcher,
+        tmp_path,
+        _threshold_outcomes(BAND_BOUNDARY),
+        workers=4,
+        rng=random.Random(seed),
+        objective=_v_objective,
+    )
+    assert searcher.finished()
+    return sampler, asked, _probes(sampler, tmp_path)
+
+
+def test_band_edges_are_located_to_the_resolution_around_the_true_edges(tmp_path):
+    sampler, asked, states = _band_run(tmp_path, band=True)
+    points = [(c["params"]["beta"], c["params"]["lr"]) for c in asked]
+    assert len(points) == len(set(points))  # no probe twice
+    for beta, optimum in BAND_MIN.items():
+        state = states[(beta,)]
+        assert state.status == RESOLVED and state.band_status == RESOLVED
+        # the boundary's bracket is as without band
+        assert state.last_stable <= BAND_BOUNDARY[beta] < state.first_unstable
+        assert state.first_unstable / state.last_stable <= 1.1
+        true_lo, true_hi = optimum * 10**-0.1, optimum * 10**0.1
+        (out_lo, in_lo), (in_hi, out_hi) = state.band_lo, state.band_hi
+        assert in_lo / out_lo <= 1.1 and out_hi / in_hi <= 1.1  # each edge to resolution
+        # the best probe's value sets the threshold: the edges bracket its crossings
+        best = min(p.value for p in state.probes)
+        threshold = 1.1 * best
+        assert _v_objective({"lr": out_lo, "beta": beta}) > threshold
+        assert _v_objective({"lr": in_lo, "beta": beta}) <= threshold
+        assert _v_objective({"lr": out_hi, "beta": beta}) > threshold
+        assert _v_objective({"lr": in_hi, "beta": beta}) <= threshold
+        # and the true edges (best = 1) lie within the resolution of them
+        assert out_lo / 1.1 <= true_lo <= in_lo * 1.1
+        assert in_hi / 1.1 <= true_hi <= out_hi * 1.1
+        assert len(state.probes) <= sampler.max_probes_per_cell
+
+
+def test_band_costs_a_few_probes_per_cell_and_band_false_is_unchanged(tmp_path):
+    _, plain, plain_states = _band_run(tmp_path / "plain", band=False)
+    _, _, banded_states = _band_run(tmp_path / "band", band=True)
+    for beta in BAND_MIN:
+        before = plain_states[(beta,)]
+        assert before.band_status is None and before.band_lo is None
+        # band: false probes exactly what the boundary search probes
+        lrs = {c["params"]["lr"] for c in plain if c["params"]["beta"] == beta}
+        assert lrs == {p.lr for p in before.probes}
+        after = banded_states[(beta,)]
+        assert {p.lr for p in before.probes} <= {p.lr for p in after.probes}
+        extra = len(after.probes) - len(before.probes)
+        print(f"beta={beta}: {len(before.probes)} boundary probes + {extra} band probes")
+        assert 0 < extra <= 16
+
+
+def test_band_probes_are_the_same_whatever_the_finish_order(tmp_path):
+    runs = [_band_run(tmp_path / str(seed), band=True, seed=seed)[2] for seed in (0, 1)]
+    for cell in runs[0]:
+        assert [p.lr for p in runs[0][cell].probes] == [p.lr for p in runs[1][cell].probes]
+
+
+def test_band_edge_at_an_end_of_the_range_is_censored():
+    kw = {"lo": 1e-3, "hi": 1e1, "resolution": 1.1, "band": True}
+    # stable everywhere, loss falling with lr: the band reaches hi
+    probes = [Probe(1e-3, 0, 2, 3.0), Probe(1e1, 0, 2, 1.0)]
+    state = decide(probes, [], **kw)
+    assert state.status == CENSORED and state.band_status == OPEN
+    assert state.best_lr == 1e1 and state.band_hi is None
+    assert state.band_lo == (1e-3, 1e1)
+    assert state.next_lrs == (pytest.approx(0.1),)  # first the best's lower interval
+    # a maximized objective (accuracy) with an absolute tolerance of 0.01: every probe
+    # is good, both edges censored; only the best's lower interval is left to refine
+    acc = [Probe(1e-3, 0, 2, 0.90), Probe(1e-1, 0, 2, 0.905), Probe(1e1, 0, 2, 0.91)]
+    state = decide(acc, [], **kw, maximize=True)
+    assert state.best_lr == 1e1 and state.band_lo is None and state.band_hi is None
+    assert state.band_status == OPEN and state.next_lrs == (pytest.approx(1.0),)
+    # halving (0.1, 10] toward 10: the best's lower interval is 10 / 9.3 < 1.1
+    halved = (1.0, 3.16227766017, 5.6234132519, 7.49894209332, 8.6596432336, 9.30572040929)
+    done = [*acc, *(Probe(lr, 0, 2, 0.905) for lr in halved)]
+    state = decide(done, [], **kw, maximize=True)
+    assert state.band_status == RESOLVED and state.next_lrs == ()
+    assert state.band_lo is None and state.band_hi is None  # the band is the whole range
+    # while a band probe is in flight the cell waits (one round at a time)
+    state = decide(acc, [1.0], **kw, maximize=True)
+    assert state.band_status == OPEN and state.next_lrs == ()
+    # without band nothing of it
+    assert decide(probes, [], **{**kw, "band": False}).band_status is None
+
+
+def test_report_band_table_of_a_boundary_study_interpolates_between_exact_probes(tmp_path):
+    """The report's ``lr_band`` on the band search's probes: edges interpolated in
+    log10 lr between the exact probe lrs, within the resolution of the true edges."""
+    import pandas as pd
+
+    from analysis.metrics import lr_band_width
+
+    _, _, states = _band_run(tmp_path, band=True)
+    rows = [
+        {"beta": beta, "lr": p.lr, "outcome": "converged", "objective": p.value, "seed": 0}
+        for (beta,), state in states.items()
+        for p in state.probes
+    ]
+    table = lr_band_width(
+        pd.DataFrame(rows), metric="objective", by=["beta"], direction="minimize"
+    ).set_index("beta")
+    for beta, optimum in BAND_MIN.items():
+        assert table.loc[beta, "band_lo"] == pytest.approx(optimum * 10**-0.1, rel=0.1)
+        assert table.loc[beta, "band_hi"] == pytest.approx(optimum * 10**0.1, rel=0.1)
+        assert not table.loc[beta, "censored"]

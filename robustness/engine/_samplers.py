@@ -29,13 +29,16 @@ def make_sampler(
     grid: Mapping[str, Sequence[Any]] | None = None,
     distributions: Mapping[str, BaseDistribution] | None = None,
     resolution: float = DEFAULT_RESOLUTION,
+    band: bool = False,
+    maximize: bool = False,
 ) -> optuna.samplers.BaseSampler:
     """The sampler ``name``; ``grid`` (axis -> values) is required for ``grid``, the
-    label's ``distributions`` (and ``resolution``) for ``boundary``."""
+    label's ``distributions`` (and ``resolution``, ``band`` and the objective's
+    direction, ``maximize``) for ``boundary``."""
     if name == "boundary":
         if distributions is None:
             raise ValueError("the boundary sampler needs the distributions")
-        return BoundarySampler(distributions, resolution=resolution)
+        return BoundarySampler(distributions, resolution=resolution, band=band, maximize=maximize)
     with warnings.catch_warnings():  # qmc and gp are marked experimental by Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _make(name, seed, grid)

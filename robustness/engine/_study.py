@@ -318,6 +318,8 @@ def _label_search(
             grid=grid,
             distributions=distributions,
             resolution=spec.search.resolution,
+            band=spec.search.band,
+            maximize=spec.search.direction == "maximize",
         ),
         make_config=make_config,
         error_records=crash_records,

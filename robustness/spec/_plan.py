@@ -26,12 +26,15 @@ if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
 
-def max_probes(lo: float, hi: float, resolution: float) -> int:
+def max_probes(lo: float, hi: float, resolution: float, *, band: bool = False) -> int:
     """Most probes the boundary sampler needs in one cell to bracket the largest
     stable lr on ``[lo, hi]`` to ``resolution``: both ends, then one bisection in log
-    lr per halving of the bracket, ``2 + ceil(log2(ln(hi/lo) / ln(resolution)))``."""
-    halvings = math.ceil(math.log2(math.log(hi / lo) / math.log(resolution)) - 1e-12)
-    return 2 + max(0, halvings)
+    lr per halving of the bracket, ``2 + ceil(log2(ln(hi/lo) / ln(resolution)))``.
+    With ``band``, as many again for each side of the best and each of the band's
+    two edges (every interval lies within ``[lo, hi]``): a bound for progress, not a
+    promise (a better band probe moves the best, and the search around it)."""
+    halvings = max(0, math.ceil(math.log2(math.log(hi / lo) / math.log(resolution)) - 1e-12))
+    return 2 + halvings * (5 if band else 1)
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,9 @@ class Plan:
     def max_probes_per_cell(self, label: str) -> int:
         """Most probes the boundary sampler needs in one cell of ``label``."""
         lo, hi = self.optimizer(label).axes["lr"].extreme_values()
-        return max_probes(float(lo), float(hi), self.spec.search.resolution)
+        return max_probes(
+            float(lo), float(hi), self.spec.search.resolution, band=self.spec.search.band
+        )
 
     def optimizer(self, label: str) -> OptimizerPlan:
         """The resolved entry of ``label``; ``KeyError`` listing the labels otherwise."""

@@ -246,6 +246,12 @@ class SearchSpec(Section):
         description="boundary sampler: stop when first unstable / last stable lr is at "
         "most this (> 1)",
     )
+    band: bool = Field(
+        False,
+        description="boundary sampler: also locate each cell's good band (the lrs whose "
+        "capped objective is within the report's tolerance of the cell's best) to "
+        "resolution",
+    )
 
     @field_validator("objective")
     @classmethod
@@ -263,22 +269,26 @@ class SearchSpec(Section):
 
     @model_serializer(mode="wrap")
     def _boundary_keys_for_boundary(self, handler: Any) -> dict[str, Any]:
-        """``resolution`` only where it means something, so the resolved spec of a
+        """``resolution`` and ``band`` only where they mean something, so the resolved spec of a
         study with another sampler is the same as before the key existed (resume)."""
         data = handler(self)
         if self.sampler != "boundary":
             data.pop("resolution", None)
+        if not self.band:  # a boundary study from before the key resolves as it did
+            data.pop("band", None)
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpec:
         if self.sampler == "boundary":
             self._check_boundary()
-        elif "resolution" in self.model_fields_set:
-            raise ValueError(
-                f"resolution is used only by the boundary sampler, not {self.sampler!r}; "
-                "remove it, or set sampler: boundary"
-            )
+        else:
+            for key in ("resolution", "band"):
+                if key in self.model_fields_set:
+                    raise ValueError(
+                        f"{key} is used only by the boundary sampler, not {self.sampler!r}; "
+                        "remove it, or set sampler: boundary"
+                    )
         if self.sampler == "grid" and self.n_trials is not None:
             raise ValueError(
                 "n_trials is not used by the grid sampler (it runs every configuration of "
