@@ -63,7 +63,9 @@ def test_report_renders_in_a_browser_with_every_figure_and_no_errors(browser, tm
         "i => ({alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight,"
         " shown: i.getBoundingClientRect().width}))"
     )
-    assert len(images) == 6
+    # the divergence map, sensitivity, stability, lr shift, tunability, importance,
+    # training curves
+    assert len(images) == 7, [i["alt"] for i in images]
     for image in images:
         assert image["complete"] and image["w"] > 300 and image["h"] > 150, image
         assert image["shown"] > 300, image  # laid out at a readable width
