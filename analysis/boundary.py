@@ -183,15 +183,9 @@ def boundary_map(probability: pd.DataFrame, table: pd.DataFrame) -> Figure:
                 ax.set_ylim(-0.5, len(betas) - 0.5)
                 ax.set_xlim(*limits)
                 fig_lib._log_x(ax, numticks=max(3, int(fig.get_figwidth() / len(inits) * 2.5)))
-                if init is None:
-                    ax.set_title(opt)
-                elif i == 0:
-                    ax.set_title(f"init: {init}")
-                if j == 0:
-                    ax.set_ylabel("β" if init is None else f"{opt}\nβ")
-                if j:
-                    ax.tick_params(labelleft=False)
-                ax.set_xlabel("learning rate" if i == len(optimizers) - 1 else "")
+                fig_lib.label_map_facet(
+                    ax, opt, init, row=i, col=j, last_row=i == len(optimizers) - 1
+                )
         cbar = fig.colorbar(points, ax=axes, shrink=0.9, aspect=30, pad=0.01)
         cbar.set_label("P(diverge) of the probe")
         handles = [

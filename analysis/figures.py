@@ -215,16 +215,7 @@ def divergence_map(
                     _draw_boundary(ax, _select(boundary, optimizer=opt, init=init), betas)
                 ax.set_xlim(lr_edges[0], lr_edges[-1])
                 _log_x(ax, numticks=max(3, int(fig.get_figwidth() / len(inits) * 2.5)))
-                # facet labels: init above the top row, optimizer left of each row
-                if init is None:
-                    ax.set_title(opt)
-                elif i == 0:
-                    ax.set_title(f"init: {init}")
-                if j == 0:
-                    ax.set_ylabel("β" if init is None else f"{opt}\nβ")
-                if j:
-                    ax.tick_params(labelleft=False)
-                ax.set_xlabel("learning rate" if i == len(optimizers) - 1 else "")
+                label_map_facet(ax, opt, init, row=i, col=j, last_row=i == len(optimizers) - 1)
         cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, aspect=30, pad=0.01)
         cbar.set_label("P(diverge)")
         if boundary is not None and not boundary.empty:
@@ -264,6 +255,22 @@ def _beta_index(betas: list, beta) -> int:
         elif math.isclose(b, beta):
             return k
     return 0
+
+
+def label_map_facet(
+    ax: Axes, opt: str, init: str | None, *, row: int, col: int, last_row: bool
+) -> None:
+    """A divergence map's facet labels: init above the top row, optimizer left of
+    each row (its title when the map has no init facets), lr under the last row."""
+    if init is None:
+        ax.set_title(opt)
+    elif row == 0:
+        ax.set_title(f"init: {init}")
+    if col == 0:
+        ax.set_ylabel("β" if init is None else f"{opt}\nβ")
+    if col:
+        ax.tick_params(labelleft=False)
+    ax.set_xlabel("learning rate" if last_row else "")
 
 
 def _draw_boundary(ax: Axes, rows: pd.DataFrame, betas: list) -> None:
