@@ -267,7 +267,9 @@ def label_map_facet(
     elif row == 0:
         ax.set_title(f"init: {init}")
     if col == 0:
-        ax.set_ylabel("β" if init is None else f"{opt}\nβ")
+        # a label with extra axes, "sgd (weight_decay 0)", wraps before its axes so
+        # that it fits beside one row of panels
+        ax.set_ylabel("β" if init is None else f"{opt.replace(' (', chr(10) + '(')}\nβ")
     if col:
         ax.tick_params(labelleft=False)
     ax.set_xlabel("learning rate" if last_row else "")
